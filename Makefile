@@ -1,0 +1,33 @@
+# Every target creates (or reuses) .venv by itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-unit test-gpu clean
+
+install: $(STAMP)
+
+# torch is pinned and installed first: the local CPU wheel, not a CUDA build of several GB.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cherche-faiss demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration" tests/unit
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu tests/gpu
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,29 @@
+"""cherche_faiss: Cherche's neural-search API on FAISS indexes.
+
+>>> from cherche_faiss import data, retrieve, rank
+>>> documents = data.load_towns()
+>>> retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=5)
+>>> retriever("bordeaux wine")[0]["id"] in {d["id"] for d in documents if d["title"] == "Bordeaux"}
+True
+
+Importing the package is cheap: FAISS, torch and sentence-transformers are
+imported the first time they are needed.
+"""
+
+from . import compose, data, encoders, exceptions, index, rank, retrieve
+from ._version import __version__
+from .compose import Pipeline
+from .persist import load_pickle
+
+__all__ = [
+    "__version__",
+    "compose",
+    "data",
+    "encoders",
+    "exceptions",
+    "index",
+    "rank",
+    "retrieve",
+    "Pipeline",
+    "load_pickle",
+]

@@ -1,0 +1,186 @@
+"""Device names and the policy that decides where an index or a model lives.
+
+Three kinds of names are accepted everywhere: ``"cpu"``, ``"cuda"`` /
+``"cuda:N"`` and ``"auto"`` (the first GPU when one is usable, else the CPU).
+Explicit requests that cannot be honoured raise
+:class:`~cherche_faiss.exceptions.DeviceUnavailableError`; states loaded from a
+pickle never raise for that reason: they fall back to the CPU with a
+:class:`~cherche_faiss.exceptions.DeviceFallbackWarning`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import warnings
+from typing import Any
+
+from .exceptions import DeviceFallbackWarning, DeviceUnavailableError, InvalidInputError
+
+__all__ = [
+    "LOAD_DEVICE_ENV",
+    "parse_device",
+    "faiss_gpu_count",
+    "resolve_faiss_device",
+    "faiss_load_device",
+    "resolve_torch_device",
+    "torch_load_device",
+    "gpu_resources",
+]
+
+#: Environment variable read when a pickled state is loaded: ``cpu`` keeps every
+#: index and model on the CPU, ``auto`` (the default) restores the saved device
+#: when it exists, ``cuda:N`` moves everything to that GPU.
+LOAD_DEVICE_ENV = "CHERCHE_FAISS_DEVICE"
+
+_DEVICE_PATTERN = re.compile(r"^(cpu|auto|cuda(?::(\d+))?)$")
+
+
+def parse_device(device: Any) -> str:
+    """Normalise a device name to ``"cpu"``, ``"auto"`` or ``"cuda:N"``.
+
+    Examples
+    --------
+    >>> parse_device("cuda")
+    'cuda:0'
+    >>> parse_device(" CPU ")
+    'cpu'
+    """
+    if not isinstance(device, str):
+        raise InvalidInputError(
+            f"device must be a string, got {device!r} ({type(device).__name__}). "
+            "Use 'cpu', 'cuda', 'cuda:N' or 'auto'."
+        )
+    name = device.strip().lower()
+    match = _DEVICE_PATTERN.match(name)
+    if match is None:
+        raise InvalidInputError(
+            f"unknown device {device!r}. Expected 'cpu', 'cuda', 'cuda:N' (N a GPU number) "
+            "or 'auto' (a GPU when one is usable, else the CPU)."
+        )
+    if name == "cuda":
+        return "cuda:0"
+    return name
+
+
+def gpu_number(device: str) -> int:
+    """The GPU number of a parsed ``"cuda:N"`` device name."""
+    return int(device.split(":", 1)[1])
+
+
+def faiss_gpu_count() -> int:
+    """Number of GPUs faiss can use here: 0 for a faiss-cpu build or a machine without GPU."""
+    import faiss
+
+    if "GPU" not in faiss.get_compile_options() or not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    return int(faiss.get_num_gpus())
+
+
+def resolve_faiss_device(device: str) -> str:
+    """Resolve a device asked for explicitly by a user (construction, ``to``).
+
+    Raises
+    ------
+    DeviceUnavailableError
+        When a GPU is asked for and faiss has no GPU support or no such GPU exists.
+    """
+    device = parse_device(device)
+    if device == "cpu":
+        return device
+    count = faiss_gpu_count()
+    if device == "auto":
+        return "cuda:0" if count > 0 else "cpu"
+    if count == 0:
+        raise DeviceUnavailableError(
+            f"device {device!r} was requested but this faiss build has no usable GPU "
+            "(faiss-cpu installed, or no GPU visible). Install the GPU build with "
+            "`pip install cherche-faiss[gpu]` on a machine with a CUDA GPU, or use device='cpu' "
+            "or device='auto'."
+        )
+    if gpu_number(device) >= count:
+        raise DeviceUnavailableError(
+            f"device {device!r} was requested but faiss sees only {count} GPU(s) "
+            f"(cuda:0 to cuda:{count - 1}). Pick one of those or use device='auto'."
+        )
+    return device
+
+
+def _load_policy() -> str:
+    value = os.environ.get(LOAD_DEVICE_ENV, "auto")
+    try:
+        return parse_device(value)
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"environment variable {LOAD_DEVICE_ENV}={value!r} is not a device name. "
+            "Set it to 'cpu', 'auto' or 'cuda:N', or unset it."
+        ) from None
+
+
+def _load_device(saved: str, available: int, what: str) -> str:
+    """Shared load policy: where a state saved on ``saved`` goes when ``available`` GPUs exist."""
+    policy = _load_policy()
+    if policy == "cpu":
+        return "cpu"
+    wanted = saved if policy == "auto" else policy
+    if wanted == "cpu":
+        return "cpu"
+    if gpu_number(wanted) < available:
+        return wanted
+    warnings.warn(
+        f"{what} was saved for {wanted!r} but no such GPU is usable here "
+        f"({available} GPU(s) visible); it was loaded on the CPU instead. "
+        f"Set {LOAD_DEVICE_ENV}=cpu to silence this warning, or call .to('cuda:N') later.",
+        DeviceFallbackWarning,
+        stacklevel=4,
+    )
+    return "cpu"
+
+
+def faiss_load_device(saved: str) -> str:
+    """Device on which a FAISS index saved on ``saved`` is rebuilt when unpickled."""
+    policy = _load_policy()
+    if policy == "cpu" or (saved == "cpu" and policy == "auto"):
+        return "cpu"  # never touch faiss' GPU probing when it cannot matter
+    return _load_device(saved, faiss_gpu_count(), "a FAISS index")
+
+
+def _torch_gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_torch_device(device: str) -> str:
+    """Resolve a device asked for explicitly for a torch model."""
+    device = parse_device(device)
+    if device == "cpu":
+        return device
+    count = _torch_gpu_count()
+    if device == "auto":
+        return "cuda:0" if count > 0 else "cpu"
+    if gpu_number(device) >= count:
+        raise DeviceUnavailableError(
+            f"device {device!r} was requested for a model but torch sees {count} CUDA GPU(s). "
+            "Use device='auto' or device='cpu', or install a CUDA build of torch."
+        )
+    return device
+
+
+def torch_load_device(saved: str) -> str:
+    """Device on which a model saved for ``saved`` is rebuilt after unpickling."""
+    policy = _load_policy()
+    if policy == "cpu" or (saved == "cpu" and policy == "auto"):
+        return "cpu"
+    if saved == "auto" and policy == "auto":
+        return resolve_torch_device("auto")
+    return _load_device(saved, _torch_gpu_count(), "a model")
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_resources(gpu: int) -> Any:
+    """One ``faiss.StandardGpuResources`` per GPU and process (they hold scratch memory)."""
+    import faiss
+
+    return faiss.StandardGpuResources()

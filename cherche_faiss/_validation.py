@@ -1,0 +1,136 @@
+"""Checks shared by the public entry points; each raises a library error whose
+message names what was wrong, what was expected and how to fix it."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .exceptions import DimensionMismatchError, InvalidInputError, InvalidTypeError
+
+__all__ = [
+    "check_k",
+    "check_positive_int",
+    "check_on",
+    "as_queries",
+    "as_documents",
+    "document_texts",
+    "as_matrix",
+]
+
+
+def check_positive_int(value: Any, name: str, allow_none: bool = True) -> int | None:
+    """Return ``value`` if it is a positive int (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        expected = "a positive integer" + (" or None" if allow_none else "")
+        raise InvalidInputError(f"{name} must be {expected}, got {value!r}. Pass e.g. {name}=10.")
+    return int(value)
+
+
+def check_k(k: Any) -> int | None:
+    """Validate a number of results (``None`` means "all")."""
+    return check_positive_int(k, "k")
+
+
+def check_on(on: Any) -> list[str]:
+    """Normalise the ``on`` parameter (one field name or a list of them) to a list."""
+    fields = [on] if isinstance(on, str) else on
+    if not isinstance(fields, (list, tuple)) or not fields or not all(isinstance(f, str) for f in fields):
+        raise InvalidInputError(
+            f"on must be a field name or a non-empty list of field names, got {on!r}. "
+            "Pass e.g. on='title' or on=['title', 'article']."
+        )
+    return list(fields)
+
+
+def as_queries(q: Any) -> tuple[list[str], bool]:
+    """Return ``(queries, is_single)`` for a query string or a list of them."""
+    if isinstance(q, str):
+        return [q], True
+    if not isinstance(q, (list, tuple)):
+        raise InvalidTypeError(
+            f"q must be a string or a list of strings, got {type(q).__name__}. "
+            "Pass one query as a string, or several as a list of strings."
+        )
+    if len(q) == 0:
+        raise InvalidInputError(
+            "q is an empty list: there is nothing to search. Pass at least one query string."
+        )
+    for position, query in enumerate(q):
+        if not isinstance(query, str):
+            raise InvalidTypeError(
+                f"q[{position}] must be a string, got {query!r} ({type(query).__name__}). "
+                "Every query in the list must be a string."
+            )
+    return list(q), False
+
+
+def as_documents(documents: Any, key: str, on: Sequence[str] | None = None) -> list[Mapping]:
+    """Check that ``documents`` is a list of dicts holding ``key`` (and every ``on`` field)."""
+    if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
+        raise InvalidTypeError(
+            f"documents must be a list of dicts, got {type(documents).__name__}. "
+            f"Pass e.g. [{{{key!r}: 0, ...}}, ...]."
+        )
+    documents = list(documents)
+    for position, document in enumerate(documents):
+        if not isinstance(document, Mapping):
+            raise InvalidTypeError(
+                f"documents[{position}] must be a dict, got {type(document).__name__}. "
+                "Every document is a dict of fields."
+            )
+        if key not in document:
+            raise InvalidInputError(
+                f"documents[{position}] has no key field {key!r} (fields: {sorted(map(str, document))}). "
+                f"Every document needs a unique {key!r} value, or set key= to the name of its id field."
+            )
+        if not isinstance(document[key], Hashable):
+            raise InvalidTypeError(
+                f"documents[{position}][{key!r}] is a {type(document[key]).__name__}, which cannot "
+                "be a key. Use a hashable value (int, str, tuple ...)."
+            )
+        for field in on or ():
+            if field not in document:
+                raise InvalidInputError(
+                    f"documents[{position}] (key {document[key]!r}) has no field {field!r}, one of "
+                    f"on={list(on)}. Add the field (an empty string is fine) or remove it from on."
+                )
+    return documents
+
+
+def document_texts(documents: Sequence[Mapping], on: Sequence[str]) -> list[str]:
+    """The text of each document: its ``on`` fields joined by spaces, as in Cherche."""
+    return [" ".join(str(document[field]) for field in on) for document in documents]
+
+
+def as_matrix(vectors: Any, name: str, dimension: int | None = None) -> np.ndarray:
+    """Return ``vectors`` as a C-contiguous float32 matrix ``(n, d)``; a 1-D vector is one row."""
+    try:
+        array = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InvalidTypeError(
+            f"{name} must be a numeric array of shape (n, d), got {type(vectors).__name__} "
+            f"that numpy cannot convert to float32 ({error})."
+        ) from None
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise InvalidInputError(
+            f"{name} must have shape (n, d) or (d,), got shape {array.shape}. "
+            "Pass one vector per row."
+        )
+    if dimension is not None and array.shape[1] != dimension:
+        raise DimensionMismatchError(
+            f"{name} have dimension {array.shape[1]} but the index holds vectors of dimension "
+            f"{dimension}. Encode them with the same model as the indexed documents."
+        )
+    if not np.isfinite(array).all():
+        rows = np.flatnonzero(~np.isfinite(array).all(axis=1))[:5].tolist()
+        raise InvalidInputError(
+            f"{name} contain NaN or infinite values (rows {rows}). Check the encoder's output."
+        )
+    return np.ascontiguousarray(array)

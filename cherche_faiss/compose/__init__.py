@@ -1,0 +1,5 @@
+"""Composition of retrievers and rankers."""
+
+from .pipeline import DocumentMap, Pipeline
+
+__all__ = ["Pipeline", "DocumentMap"]

@@ -1,0 +1,208 @@
+"""Pipelines: a retriever (or documents given at call time) followed by rankers,
+optionally ending with a mapping of keys back to whole documents."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from .._state import Component
+from .._validation import as_documents, check_k
+from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
+
+__all__ = ["Pipeline", "DocumentMap", "ComposeMixin"]
+
+
+class ComposeMixin:
+    """The ``+`` operator shared by retrievers, rankers and pipelines.
+
+    ``a + b`` runs ``a`` then ``b``, left to right; ``a + documents`` (a list
+    of dicts) maps the keys of ``a``'s hits back to those documents.
+    """
+
+    _role: str = ""
+
+    def _stages(self) -> list[Any]:
+        return [self]
+
+    def __add__(self, other: Any) -> "Pipeline":
+        if isinstance(other, list):
+            return Pipeline([*self._stages(), DocumentMap(key=_pipeline_key(self._stages()), documents=other)])
+        if isinstance(other, ComposeMixin):
+            return Pipeline([*self._stages(), *other._stages()])
+        return NotImplemented
+
+
+def _pipeline_key(stages: list[Any]) -> str:
+    for stage in reversed(stages):
+        key = getattr(stage, "key", None)
+        if isinstance(key, str):
+            return key
+    raise InvalidInputError(
+        "cannot map documents: no stage of this pipeline has a key field. Add documents after a "
+        "retriever or ranker built with key=..."
+    )
+
+
+def _is_batch(results: Any) -> bool:
+    return bool(results) and isinstance(results[0], list)
+
+
+class DocumentMap(Component):
+    """Map hits back to whole documents: ``{**document, key: ..., "similarity": ...}``.
+
+    Built by ``pipeline + documents``; :meth:`add` (called by
+    ``Pipeline.add``) keeps it in step with the indexed documents.
+    """
+
+    _role = "documents"
+
+    def __init__(self, key: str, documents: list[Mapping] | None = None) -> None:
+        self.key = key
+        self._documents: dict[Hashable, Mapping] = {}
+        if documents is not None:
+            self.add(documents)
+
+    def add(self, documents: list[Mapping], **kwargs: Any) -> "DocumentMap":
+        """Add or replace documents (by key)."""
+        documents = as_documents(documents, self.key)
+        self._documents.update((document[self.key], document) for document in documents)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def _repr_extra(self) -> dict[str, Any]:
+        return {"documents": len(self)}
+
+    def _map(self, hits: list[Mapping]) -> list[dict]:
+        mapped = []
+        for hit in hits:
+            document = self._documents.get(hit[self.key])
+            if document is None:
+                raise UnknownKeyError(
+                    f"hit with {self.key}={hit[self.key]!r} has no document in this pipeline's "
+                    "document mapping. Add the document with pipeline.add(documents=[...]) so that "
+                    "every stage and the mapping know it."
+                )
+            mapped.append({**document, self.key: hit[self.key], "similarity": hit["similarity"]})
+        return mapped
+
+    def __call__(self, results: list) -> list:
+        if _is_batch(results):
+            return [self._map(hits) for hits in results]
+        return self._map(results)
+
+
+class Pipeline(ComposeMixin, Component):
+    """Stages run left to right: ``retriever + ranker + ranker + documents``.
+
+    Each stage keeps its own ``k``; the ``k`` given when calling the pipeline
+    limits only the final output. Hits are never modified in place.
+
+    Examples
+    --------
+    >>> from cherche_faiss import retrieve, rank
+    >>> from cherche_faiss.encoders import HashingEncoder
+    >>> documents = [
+    ...     {"id": 0, "title": "Paris", "article": "The Eiffel tower is in Paris."},
+    ...     {"id": 1, "title": "Bordeaux", "article": "Bordeaux is a wine city."},
+    ...     {"id": 2, "title": "Lyon", "article": "Lyon is known for its food."},
+    ... ]
+    >>> retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=3)
+    >>> ranker = rank.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(), k=2)
+    >>> search = retriever + ranker + documents
+    >>> search = search.add(documents)
+    >>> [hit["title"] for hit in search("wine in bordeaux")]
+    ['Bordeaux', 'Paris']
+    """
+
+    _role = "pipeline"
+
+    def __init__(self, models: list[Any]) -> None:
+        if not isinstance(models, (list, tuple)) or not models:
+            raise InvalidInputError(
+                f"a pipeline needs a non-empty list of models, got {models!r}. Build one with "
+                "retriever + ranker."
+            )
+        stages: list[Any] = []
+        for model in models:
+            if isinstance(model, Pipeline):
+                stages.extend(model.models)
+            elif isinstance(model, (dict, list)):
+                documents = list(model.values()) if isinstance(model, dict) else model
+                stages.append(DocumentMap(key=_pipeline_key(stages), documents=documents))
+            elif callable(model):
+                stages.append(model)
+            else:
+                raise InvalidTypeError(
+                    f"pipeline stage {model!r} ({type(model).__name__}) is not a retriever, a "
+                    "ranker or a list of documents."
+                )
+        for position, stage in enumerate(stages):
+            if getattr(stage, "_role", "") == "retriever" and position != 0:
+                raise InvalidInputError(
+                    f"{type(stage).__name__} retriever at position {position}: a retriever can only "
+                    "start a pipeline (it ignores its input). Combine retrievers with | or &, or "
+                    "put the retriever first."
+                )
+        self.models = stages
+
+    def _stages(self) -> list[Any]:
+        return list(self.models)
+
+    def add(self, documents: list[Mapping], **kwargs: Any) -> "Pipeline":
+        """Add ``documents`` to every stage that indexes documents, each once."""
+        seen: set[int] = set()
+        for stage in self.models:
+            if id(stage) in seen or not callable(getattr(stage, "add", None)):
+                continue
+            seen.add(id(stage))
+            stage.add(documents=documents, **kwargs)
+        return self
+
+    def __call__(
+        self,
+        q: Any,
+        k: int | None = None,
+        batch_size: int | None = None,
+        documents: list | None = None,
+        **kwargs: Any,
+    ) -> list:
+        """Run the stages on ``q`` (a string or a list of strings).
+
+        Parameters
+        ----------
+        q
+            One query or a list of queries.
+        k
+            Number of hits of the final output (each stage keeps its own ``k``).
+        batch_size
+            Passed to every stage.
+        documents
+            Candidates for a pipeline that starts with a ranker.
+        """
+        k = check_k(k)
+        results = documents
+        for stage in self.models:
+            role = getattr(stage, "_role", "")
+            if role == "retriever":
+                results = stage(q, batch_size=batch_size, **kwargs)
+            elif role == "documents":
+                results = stage(results)
+            else:
+                if results is None:
+                    raise InvalidInputError(
+                        f"this pipeline starts with {type(stage).__name__}, which ranks candidates: "
+                        "pass them with documents=[...] (one list per query for a list of queries)."
+                    )
+                results = stage(q, documents=results, batch_size=batch_size, **kwargs)
+        if k is not None:
+            results = [hits[:k] for hits in results] if _is_batch(results) else results[:k]
+        return results
+
+    def _repr_extra(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        return "Pipeline(\n" + "".join(f"  {stage!r},\n" for stage in self.models) + ")"

@@ -1,0 +1,6 @@
+"""Packaged data and the offline model: ``load_towns()`` and ``minilm_path()``."""
+
+from .towns import load_towns
+from .models import minilm_path
+
+__all__ = ["load_towns", "minilm_path"]

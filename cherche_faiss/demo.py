@@ -1,0 +1,113 @@
+"""The demo: Cherche's Save & Load example on the towns corpus, reloaded in a
+fresh CPU-only process (``cherche-faiss demo`` / ``make demo``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+__all__ = ["run_demo", "build_search"]
+
+DEFAULT_QUERIES = ["bordeaux", "wine", "aerospace industry", "football club", "metro"]
+
+# Runs in the child process: load the pickle, time it, answer, print JSON.
+_CHILD = """
+import json, pickle, sys, time
+started = time.perf_counter()
+with open(sys.argv[1], "rb") as handle:
+    search = pickle.load(handle)
+loaded = time.perf_counter()
+queries = json.loads(sys.argv[2])
+first = search(queries[0])
+answered = time.perf_counter()
+answers = [first] + [search(query) for query in queries[1:]]
+print(json.dumps({"load_s": loaded - started, "first_query_s": answered - loaded, "answers": answers}))
+"""
+
+
+def build_search(documents: list[dict], model_path: str):
+    """Cherche's Save & Load example, with only the import and the model path changed."""
+    from sentence_transformers import SentenceTransformer
+
+    from cherche_faiss import rank, retrieve
+
+    retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=30)
+    ranker = rank.Encoder(
+        key="id",
+        on=["title", "article"],
+        encoder=SentenceTransformer(model_path, device="cpu").encode,
+        k=10,
+    )
+    search = retriever + ranker
+    search.add(documents=documents)
+    return search
+
+
+def run_demo(queries: list[str] | None = None, keep: str | None = None, out: TextIO = sys.stdout) -> int:
+    """Build, pickle, reload in a fresh CPU-only process, answer, and report.
+
+    Returns 0 when the reloaded pipeline answers exactly as the original, 1 otherwise.
+    """
+    from cherche_faiss import data
+
+    queries = queries or DEFAULT_QUERIES
+    documents = data.load_towns()
+    titles = {document["id"]: document for document in documents}
+    model_path = data.minilm_path()
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    say(f"cherche_faiss demo: {len(documents)} town passages, all-MiniLM-L6-v2 from {model_path} (offline)")
+    started = time.perf_counter()
+    search = build_search(documents, model_path)
+    built = time.perf_counter() - started
+    say(f"built TfIdf(k=30) + rank.Encoder(k=10) and indexed the corpus in {built:.2f} s")
+
+    before = [search(query) for query in queries]
+
+    folder = Path(keep).parent if keep else Path(tempfile.mkdtemp(prefix="cherche_faiss_demo_"))
+    path = Path(keep) if keep else folder / "search.pkl"
+    started = time.perf_counter()
+    with open(path, "wb") as handle:
+        pickle.dump(search, handle)
+    dumped = time.perf_counter() - started
+    size = path.stat().st_size
+
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), json.dumps(queries)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    cold = time.perf_counter() - started
+    if child.returncode != 0:
+        say("the fresh process could not load the pickle:")
+        say(child.stderr.strip())
+        return 1
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+
+    for query, hits in zip(queries, report["answers"]):
+        say(f"\nq={query!r}")
+        for hit in hits[:3]:
+            article = titles[hit["id"]]["article"]
+            say(f"  {hit['similarity']:.3f}  [{titles[hit['id']]['title']}] {article[:80]}...")
+    identical = report["answers"] == before
+    say("")
+    say(f"pickle size             {size / 1024:.1f} KiB ({path})")
+    say(f"pickle dump time        {dumped * 1000:.1f} ms")
+    say(f"load in fresh process   {report['load_s'] * 1000:.0f} ms (pickle.load, CUDA_VISIBLE_DEVICES='')")
+    say(f"first query after load  {report['first_query_s'] * 1000:.0f} ms (loads the model lazily)")
+    say(f"whole child process     {cold:.2f} s (interpreter start, imports, load, {len(queries)} queries)")
+    say(f"answers identical to the original pipeline: {identical}")
+    if not keep:
+        path.unlink()
+        folder.rmdir()
+    return 0 if identical else 1

@@ -1,0 +1,5 @@
+"""FAISS indexes addressed by document keys."""
+
+from .faiss import FaissIndex
+
+__all__ = ["FaissIndex"]

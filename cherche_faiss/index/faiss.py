@@ -1,0 +1,452 @@
+"""FaissIndex: one FAISS index, the table mapping document keys to FAISS ids,
+the metric, the normalisation and the device, pickled as plain CPU bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._device import faiss_load_device, gpu_number, gpu_resources, resolve_faiss_device
+from .._state import Component
+from .._validation import as_matrix, check_positive_int
+from ..exceptions import (
+    CorruptFileError,
+    DimensionMismatchError,
+    IncompatibleStateError,
+    InvalidInputError,
+    InvalidTypeError,
+    NotIndexedError,
+    UnknownKeyError,
+)
+
+__all__ = ["FaissIndex"]
+
+_METRICS = ("ip", "l2")
+
+
+def _faiss() -> Any:
+    import faiss  # imported lazily: `import cherche_faiss` must stay cheap
+
+    return faiss
+
+
+class FaissIndex(Component):
+    """A FAISS index addressed by document keys.
+
+    Parameters
+    ----------
+    dimension
+        Dimension of the vectors; inferred from the first :meth:`add` when None.
+    metric
+        ``"ip"`` (inner product; cosine similarity when ``normalize=True``) or
+        ``"l2"`` (the reported similarity is then minus the squared distance,
+        so that higher is always better).
+    factory
+        A FAISS factory string (``"Flat"``, ``"HNSW32"``, ``"IVF256,Flat"``,
+        ``"IVF256,PQ16"``, ``"IVF256,SQ8"`` ...) or a ready, empty ``faiss.Index``.
+    normalize
+        L2-normalise vectors and queries (documents with a zero vector are then
+        rejected instead of turning into NaN).
+    device
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``. A GPU needs the
+        faiss-gpu build (``pip install cherche-faiss[gpu]``).
+    train_size
+        Maximum number of vectors used to train an index that needs training
+        (IVF, PQ, SQ); by default every vector of the first :meth:`add`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cherche_faiss.index import FaissIndex
+    >>> index = FaissIndex().add(np.eye(3), keys=["a", "b", "c"])
+    >>> similarities, keys = index.search(np.array([1.0, 0.1, 0.0]), k=2)
+    >>> keys
+    [['a', 'b']]
+    >>> [round(s, 3) for s in similarities[0]]
+    [0.995, 0.1]
+    >>> index.add(np.array([[0.0, 1.0, 1.0]]), keys=["a"])  # re-adding a key replaces it
+    FaissIndex(dimension=None, metric='ip', factory='Flat', normalize=True, device='cpu', train_size=None, size=3, on='cpu')
+    >>> index.search(np.array([1.0, 0.0, 0.0]), k=5)[1]
+    [['a', 'b', 'c']]
+    """
+
+    def __init__(
+        self,
+        dimension: int | None = None,
+        metric: str = "ip",
+        factory: Any = "Flat",
+        normalize: bool = True,
+        device: str = "cpu",
+        train_size: int | None = None,
+    ) -> None:
+        self.dimension = check_positive_int(dimension, "dimension")
+        if metric not in _METRICS:
+            raise InvalidInputError(
+                f"metric must be one of {_METRICS}, got {metric!r}. Use 'ip' for inner product "
+                "(cosine when normalize=True) or 'l2' for Euclidean distance."
+            )
+        self.metric = metric
+        self.factory = factory
+        self.normalize = bool(normalize)
+        self.device = device
+        self.train_size = check_positive_int(train_size, "train_size")
+        self._device = resolve_faiss_device(device)
+        self._index: Any = None
+        self._keys: list[Any] = []  # FAISS id -> key; removed ids hold _REMOVED
+        self._ids: dict[Hashable, int] = {}
+        if not isinstance(factory, str):
+            self._adopt(factory)
+        elif self.dimension is not None:
+            self._build(self.dimension)
+
+    # -- construction ---------------------------------------------------------------------
+    def _metric_type(self) -> int:
+        faiss = _faiss()
+        return faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+
+    def _adopt(self, index: Any) -> None:
+        """Use a ready ``faiss.Index`` given by the user."""
+        faiss = _faiss()
+        if not isinstance(index, faiss.Index):
+            raise InvalidTypeError(
+                f"factory must be a FAISS factory string or a faiss.Index, got "
+                f"{type(index).__name__}. Pass e.g. 'Flat', 'HNSW32', 'IVF1024,Flat' or "
+                "faiss.IndexFlatIP(d)."
+            )
+        if index.ntotal != 0:
+            raise InvalidInputError(
+                f"the faiss.Index given holds {index.ntotal} vectors without keys. Pass an empty "
+                "index and add vectors through FaissIndex.add so that each one has a key."
+            )
+        if index.metric_type != self._metric_type():
+            raise InvalidInputError(
+                f"the faiss.Index given uses metric_type {index.metric_type} but metric="
+                f"{self.metric!r}. Pass metric='ip' for METRIC_INNER_PRODUCT (0) or 'l2' for "
+                "METRIC_L2 (1)."
+            )
+        if self.dimension is not None and index.d != self.dimension:
+            raise DimensionMismatchError(
+                f"the faiss.Index given has dimension {index.d} but dimension={self.dimension}."
+            )
+        self._index = self._with_ids(index)
+        self._place()
+
+    def _build(self, dimension: int) -> None:
+        faiss = _faiss()
+        try:
+            index = faiss.index_factory(int(dimension), self.factory, self._metric_type())
+        except RuntimeError as error:
+            raise InvalidInputError(
+                f"FAISS cannot build an index from factory string {self.factory!r} "
+                f"(dimension {dimension}): {str(error).strip().splitlines()[-1]}. See "
+                "https://github.com/facebookresearch/faiss/wiki/The-index-factory for valid strings."
+            ) from None
+        self._index = self._with_ids(index)
+        self._place()
+
+    @staticmethod
+    def _with_ids(index: Any) -> Any:
+        """Make ``index`` accept our int64 ids: IVF indexes do natively, others get an IDMap2."""
+        faiss = _faiss()
+        if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            return index
+        if faiss.try_extract_index_ivf(index) is not None:
+            return index
+        return faiss.IndexIDMap2(index)
+
+    def _place(self) -> None:
+        """Move the freshly built CPU index to ``self._device``."""
+        if self._device != "cpu":
+            faiss = _faiss()
+            gpu = gpu_number(self._device)
+            self._index = faiss.index_cpu_to_gpu(gpu_resources(gpu), gpu, self._index)
+
+    # -- introspection --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, key: Any) -> bool:
+        try:
+            return key in self._ids
+        except TypeError:  # unhashable
+            return False
+
+    def keys(self) -> list[Any]:
+        """The keys held, in insertion order."""
+        return list(self._ids)
+
+    @property
+    def d(self) -> int | None:
+        """Dimension of the vectors held (None before the first add)."""
+        return None if self._index is None else int(self._index.d)
+
+    @property
+    def on(self) -> str:
+        """The device the index currently lives on (``"cpu"`` or ``"cuda:N"``)."""
+        return self._device
+
+    @property
+    def faiss_index(self) -> Any:
+        """The underlying ``faiss.Index`` (read it, do not add to it directly)."""
+        return self._index
+
+    def _repr_extra(self) -> dict[str, Any]:
+        return {"size": len(self), "on": self._device}
+
+    # -- vectors --------------------------------------------------------------------------
+    def prepare(self, vectors: Any, name: str = "queries") -> np.ndarray:
+        """Validate ``vectors`` (shape, dimension, finite values) and normalise them as the index does."""
+        matrix = as_matrix(vectors, name, self.d if self._index is not None else self.dimension)
+        if self.normalize:
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            zero = np.flatnonzero(norms[:, 0] == 0)
+            if zero.size:
+                raise InvalidInputError(
+                    f"{name} rows {zero[:5].tolist()} are zero vectors, which cannot be normalised "
+                    "(cosine similarity is undefined for them). Remove those rows, check the "
+                    "encoder's output for empty texts, or use normalize=False."
+                )
+            matrix = matrix / norms
+        return matrix
+
+    def add(self, vectors: Any, keys: Sequence[Hashable]) -> "FaissIndex":
+        """Add (or replace) one vector per key.
+
+        A key already in the index has its vector replaced; when ``keys``
+        repeats a key, its last vector wins. The index is left unchanged when
+        anything is wrong with the input.
+
+        Parameters
+        ----------
+        vectors
+            Array of shape ``(n, d)`` (or ``(d,)`` for one vector).
+        keys
+            ``n`` hashable keys.
+
+        Returns
+        -------
+        FaissIndex
+            ``self``, so that calls chain.
+        """
+        matrix = self.prepare(vectors, "vectors")
+        keys = self._check_keys(keys, len(matrix))
+        if not keys:
+            return self
+        # The last occurrence of a repeated key wins, as in a dict.
+        last = {key: row for row, key in enumerate(keys)}
+        if len(last) != len(keys):
+            rows = np.fromiter(sorted(last.values()), dtype=np.int64)
+            matrix, keys = matrix[rows], [keys[row] for row in rows]
+        if self._index is None:
+            self._build(matrix.shape[1])
+        self._train_if_needed(matrix)
+        replaced = [self._ids[key] for key in keys if key in self._ids]
+        if replaced:
+            self._remove_ids(np.asarray(replaced, dtype=np.int64), replacing=True)
+        start = len(self._keys)
+        ids = np.arange(start, start + len(keys), dtype=np.int64)
+        self._index.add_with_ids(matrix, ids)
+        self._keys.extend(keys)
+        self._ids.update(zip(keys, range(start, start + len(keys))))
+        return self
+
+    @staticmethod
+    def _check_keys(keys: Any, n: int) -> list[Hashable]:
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise InvalidTypeError(
+                f"keys must be a list with one key per vector, got {type(keys).__name__}."
+            )
+        keys = list(keys)
+        if len(keys) != n:
+            raise InvalidInputError(
+                f"got {n} vectors but {len(keys)} keys; pass exactly one key per vector."
+            )
+        for key in keys:
+            if not isinstance(key, Hashable):
+                raise InvalidTypeError(
+                    f"key {key!r} ({type(key).__name__}) is not hashable; use int, str or tuple keys."
+                )
+        return keys
+
+    def _train_if_needed(self, matrix: np.ndarray) -> None:
+        if self._index.is_trained:
+            return
+        faiss = _faiss()
+        ivf = faiss.try_extract_index_ivf(self._index)
+        needed = int(ivf.nlist) if ivf is not None else 1
+        if len(matrix) < needed:
+            raise InvalidInputError(
+                f"index {self.factory!r} must be trained with at least {needed} vectors (one per "
+                f"IVF list) but the first add brought {len(matrix)}. Add more documents in the "
+                "first call, or choose fewer lists (e.g. 'IVF{n},Flat' with n about "
+                "4*sqrt(number of documents))."
+            )
+        sample = matrix
+        if self.train_size is not None and len(matrix) > self.train_size:
+            rows = np.random.default_rng(0).choice(len(matrix), self.train_size, replace=False)
+            sample = matrix[np.sort(rows)]
+        try:
+            self._index.train(sample)
+        except RuntimeError as error:
+            raise InvalidInputError(
+                f"FAISS could not train index {self.factory!r} on {len(sample)} vectors: "
+                f"{str(error).strip().splitlines()[-1]}. Add more vectors in the first call or "
+                "choose a smaller index."
+            ) from None
+
+    def _remove_ids(self, ids: np.ndarray, replacing: bool = False) -> None:
+        faiss = _faiss()
+        try:
+            removed = self._index.remove_ids(faiss.IDSelectorBatch(ids))
+        except RuntimeError:
+            action = "replace existing keys" if replacing else "remove keys"
+            raise InvalidInputError(
+                f"index {self.factory!r} cannot {action}: FAISS does not support removal for it "
+                "(HNSW indexes, for instance). Use a Flat or IVF index, or rebuild the index "
+                "with the new documents."
+            ) from None
+        if removed != len(ids):
+            raise IncompatibleStateError(
+                f"FAISS removed {removed} vectors instead of {len(ids)}; the key table and the "
+                "index disagree. Rebuild the index."
+            )
+        for id_ in ids.tolist():
+            key = self._keys[id_]
+            del self._ids[key]
+            self._keys[id_] = None
+
+    def remove(self, keys: Iterable[Hashable]) -> "FaissIndex":
+        """Remove the vectors of ``keys``; every key must be present."""
+        keys = list(keys)
+        missing = [key for key in keys if key not in self]
+        if missing:
+            raise UnknownKeyError(
+                f"cannot remove {len(missing)} key(s) the index does not hold, e.g. {missing[:5]}. "
+                "Remove only keys that were added (see FaissIndex.keys())."
+            )
+        if keys:
+            self._remove_ids(np.fromiter({self._ids[key] for key in keys}, dtype=np.int64))
+        return self
+
+    def search(self, queries: Any, k: int) -> tuple[list[list[float]], list[list[Hashable]]]:
+        """The ``k`` most similar keys of each query.
+
+        Parameters
+        ----------
+        queries
+            Array ``(nq, d)``, or ``(d,)`` for one query.
+        k
+            Number of neighbours; clamped to the number of vectors held.
+
+        Returns
+        -------
+        similarities, keys
+            Two lists with one list per query, best first, as Python floats and
+            keys. A query gets fewer than ``k`` results when the index holds
+            fewer vectors or an approximate index finds fewer.
+        """
+        self._check_indexed()
+        k = check_positive_int(k, "k", allow_none=False)
+        matrix = self.prepare(queries, "queries")
+        k = min(k, len(self))
+        scores, ids = self._index.search(matrix, k)
+        if self.metric == "l2":
+            scores = -scores
+        keys_by_id = self._keys
+        similarities, keys = [], []
+        for score_row, id_row in zip(scores.tolist(), ids.tolist()):
+            # FAISS pads missing results with id -1 at the end of the row.
+            found = len(id_row) if id_row[-1] >= 0 else id_row.index(-1)
+            similarities.append(score_row[:found])
+            keys.append([keys_by_id[i] for i in id_row[:found]])
+        return similarities, keys
+
+    def reconstruct(self, keys: Sequence[Hashable]) -> np.ndarray:
+        """The stored (normalised) vectors of ``keys``, as a ``(n, d)`` float32 array."""
+        self._check_indexed()
+        try:
+            ids = np.fromiter((self._ids[key] for key in keys), dtype=np.int64, count=len(keys))
+        except KeyError as error:
+            raise UnknownKeyError(
+                f"key {error.args[0]!r} is not in the index; add its vector first."
+            ) from None
+        if len(ids) == 0:
+            return np.empty((0, self.d), dtype=np.float32)
+        faiss = _faiss()
+        ivf = faiss.try_extract_index_ivf(self._index)
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            # Custom ids need the hashtable flavour of the direct map.
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return self._index.reconstruct_batch(ids)
+
+    def _check_indexed(self) -> None:
+        if not self._ids:
+            raise NotIndexedError(
+                "the index is empty: add vectors with FaissIndex.add(vectors, keys) before "
+                "searching it."
+            )
+
+    # -- devices --------------------------------------------------------------------------
+    def to(self, device: str) -> "FaissIndex":
+        """Move the index to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``)."""
+        target = resolve_faiss_device(device)
+        if target != self._device and self._index is not None:
+            cpu_index = self._cpu_index()
+            self._device = target
+            self._index = cpu_index
+            self._place()
+        self._device = target
+        return self
+
+    def _cpu_index(self) -> Any:
+        if self._device == "cpu":
+            return self._index
+        # index_gpu_to_cpu only exists in GPU builds of faiss, which is where we are.
+        return _faiss().index_gpu_to_cpu(self._index)
+
+    # -- pickling -------------------------------------------------------------------------
+    _state_version = 1
+
+    def _get_state(self) -> dict[str, Any]:
+        state = {name: value for name, value in self.__dict__.items() if name != "_index"}
+        if self._index is None:
+            state["index_bytes"] = None
+        else:
+            data = _faiss().serialize_index(self._cpu_index())
+            state["index_bytes"] = data  # a uint8 array: pickle protocol 5 passes it out of band
+            state["index_sha256"] = hashlib.sha256(data).hexdigest()
+        return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        data = state.pop("index_bytes")
+        checksum = state.pop("index_sha256", None)
+        saved_device = state["_device"]
+        self.__dict__.update(state)
+        self._index = None
+        self._device = "cpu"
+        if data is not None:
+            data = np.frombuffer(memoryview(data), dtype=np.uint8)
+            if checksum is None or hashlib.sha256(data).hexdigest() != checksum:
+                raise CorruptFileError(
+                    f"the FAISS index bytes inside this pickled FaissIndex ({data.nbytes} bytes) "
+                    "do not match their SHA-256 checksum: the pickle was truncated or altered. "
+                    "Load an intact copy or rebuild the index."
+                )
+            try:
+                self._index = _faiss().deserialize_index(data)
+            except RuntimeError as error:
+                raise CorruptFileError(
+                    f"FAISS could not read the index stored in this pickle: {error}"
+                ) from None
+            if self._index.ntotal != len(self._ids):
+                raise CorruptFileError(
+                    f"the pickled index holds {self._index.ntotal} vectors but its key table "
+                    f"{len(self._ids)} keys. Rebuild the index."
+                )
+        self._device = faiss_load_device(saved_device)
+        if self._index is not None:
+            self._place()

@@ -1,0 +1,62 @@
+"""Ranker over vectors the caller computes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._validation import as_documents, as_matrix, check_k, check_positive_int
+from ..exceptions import InvalidInputError
+from .base import Ranker
+
+__all__ = ["Embedding"]
+
+
+class Embedding(Ranker):
+    """Rank candidates by the similarity of their stored vectors to query vectors.
+
+    ``q`` is a vector (one query) or a matrix (one row per query; a single row
+    is one query, as in Cherche).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cherche_faiss import rank
+    >>> ranker = rank.Embedding(key="id")
+    >>> ranker = ranker.add([{"id": "a"}, {"id": "b"}], embeddings_documents=np.eye(2))
+    >>> [hit["id"] for hit in ranker(np.array([0.2, 0.8]), documents=[{"id": "a"}, {"id": "b"}])]
+    ['b', 'a']
+    """
+
+    def __init__(self, key: str, normalize: bool = True, k: int | None = None, batch_size: int = 1024, device: str = "cpu") -> None:
+        super().__init__(key=key, on=None, normalize=normalize, k=k, batch_size=batch_size, device=device)
+
+    def add(self, documents: list[Mapping], embeddings_documents: Any = None, **kwargs: Any) -> "Embedding":
+        """Keep one vector per document (a key added again is replaced).
+
+        Returns
+        -------
+        Embedding
+            ``self``.
+        """
+        if embeddings_documents is None:
+            raise InvalidInputError(
+                "Embedding.add needs embeddings_documents: one vector per document, e.g. "
+                "ranker.add(documents, embeddings_documents=vectors)."
+            )
+        documents = as_documents(documents, self.key)
+        self.index.add(as_matrix(embeddings_documents, "embeddings_documents"), [d[self.key] for d in documents])
+        return self
+
+    def __call__(self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+        vectors = as_matrix(q, "q")
+        single = len(vectors) == 1
+        candidates = self._candidates(documents, len(vectors), single)
+        k = check_k(k) or self.k
+        batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
+        ranked: list[list[dict]] = []
+        for start in range(0, len(vectors), batch_size):
+            ranked.extend(
+                self._rank_batch(vectors[start : start + batch_size], candidates[start : start + batch_size], k, batch_size)
+            )
+        return ranked[0] if single else ranked

@@ -1,0 +1,130 @@
+"""Rankers whose documents and queries are encoded by models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .._batching import encode_in_batches
+from .._validation import as_documents, document_texts
+from ..encoders.base import as_encoder
+from ..exceptions import UnknownKeyError
+from .base import Ranker
+
+__all__ = ["Encoder", "DPR"]
+
+
+class DPR(Ranker):
+    """Rank candidates with one encoder for documents and another for queries.
+
+    Parameters
+    ----------
+    on
+        Field(s) encoded for each document, joined by spaces.
+    key
+        Field holding each document's unique id.
+    encoder
+        Document encoder: a callable ``texts -> array`` (e.g.
+        ``SentenceTransformer(path).encode``) or an encoder object.
+    query_encoder
+        Query encoder, same forms.
+    normalize
+        Cosine similarity when True, inner product when False.
+    k
+        Default number of hits kept (``None``: every candidate).
+    batch_size
+        Texts encoded, and queries scored, per batch.
+    device
+        Device of the FaissIndex holding the document embeddings.
+    """
+
+    def __init__(
+        self,
+        on: Any,
+        key: str,
+        encoder: Any,
+        query_encoder: Any,
+        normalize: bool = True,
+        k: int | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(key=key, on=on, normalize=normalize, k=k, batch_size=batch_size, device=device)
+        self.encoder = as_encoder(encoder, "encoder")
+        self.query_encoder = as_encoder(query_encoder, "query_encoder")
+
+    def add(
+        self, documents: list[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any
+    ) -> "DPR":
+        """Encode ``documents`` and keep their embeddings (a key added again is re-encoded).
+
+        Returns
+        -------
+        DPR
+            ``self``.
+        """
+        documents = as_documents(documents, self.key, self.on)
+        self._encode_and_store(documents, batch_size or self.batch_size, show_progress)
+        return self
+
+    def _encode_and_store(self, documents: list[Mapping], batch_size: int, show_progress: bool) -> None:
+        last = {document[self.key]: document for document in documents}
+        if not last:
+            return
+        vectors = encode_in_batches(
+            self.encoder, document_texts(list(last.values()), self.on), batch_size,
+            f"{type(self).__name__} ranker", show_progress,
+        )
+        self.index.add(vectors, list(last))
+
+    def _learn(self, unknown: list[Mapping], batch_size: int) -> None:
+        for document in unknown:
+            missing = [field for field in self.on if field not in document]
+            if missing:
+                raise UnknownKeyError(
+                    f"candidate {self.key}={document[self.key]!r} is unknown to this "
+                    f"{type(self).__name__} ranker and has no field(s) {missing} to encode it from. "
+                    "Call ranker.add(documents) (or pipeline.add(documents)) first, or pass whole "
+                    "documents as candidates (retriever + documents + ranker)."
+                )
+        self._encode_and_store(unknown, batch_size, show_progress=False)
+
+    def _encode_queries(self, queries: list[str], batch_size: int) -> np.ndarray:
+        return self.query_encoder.encode(queries, batch_size=batch_size)
+
+
+class Encoder(DPR):
+    """Rank candidates by the similarity of their embeddings to the query's.
+
+    Examples
+    --------
+    >>> from cherche_faiss import rank
+    >>> from cherche_faiss.encoders import HashingEncoder
+    >>> documents = [
+    ...     {"id": 0, "title": "Paris France"},
+    ...     {"id": 1, "title": "Madrid Spain"},
+    ...     {"id": 2, "title": "Montreal Canada"},
+    ... ]
+    >>> ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder())
+    >>> ranker = ranker.add(documents, show_progress=False)
+    >>> [hit["id"] for hit in ranker("Madrid", documents=documents, k=2)]
+    [1, 0]
+    """
+
+    def __init__(
+        self,
+        on: Any,
+        key: str,
+        encoder: Any,
+        normalize: bool = True,
+        k: int | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
+        encoder = as_encoder(encoder, "encoder")
+        super().__init__(
+            on=on, key=key, encoder=encoder, query_encoder=encoder, normalize=normalize,
+            k=k, batch_size=batch_size, device=device,
+        )

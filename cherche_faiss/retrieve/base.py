@@ -1,0 +1,64 @@
+"""The retriever base class: query validation, batching, ``k`` handling and ``+``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._batching import batches
+from .._state import Component
+from .._validation import as_queries, check_k, check_on, check_positive_int
+from ..compose.pipeline import ComposeMixin
+from ..exceptions import InvalidInputError, NotIndexedError
+
+__all__ = ["Retriever"]
+
+
+class Retriever(ComposeMixin, Component):
+    """Base of retrievers: ``retriever(q, k=None, batch_size=None)``.
+
+    A single query (a string) returns ``list[dict]``; a list of queries returns
+    ``list[list[dict]]``; each hit is ``{key: ..., "similarity": float}``,
+    best first. ``k`` at call time overrides the ``k`` of the constructor;
+    ``None`` for both means every matching document.
+    """
+
+    _role = "retriever"
+
+    def __init__(self, key: str, on: Any, k: int | None, batch_size: int) -> None:
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"key must be the name of the documents' id field, got {key!r}.")
+        self.key = key
+        self.on = check_on(on) if on is not None else None
+        self.k = check_k(k)
+        self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=False)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _repr_extra(self) -> dict[str, Any]:
+        return {"documents": len(self)}
+
+    def _check_indexed(self) -> None:
+        if len(self) == 0:
+            raise NotIndexedError(
+                f"{type(self).__name__} holds no document yet: call .add(documents) (or pass "
+                "documents= to the constructor) before searching."
+            )
+
+    def add(self, documents: list[Mapping], **kwargs: Any) -> "Retriever":
+        raise NotImplementedError
+
+    def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+        queries, single = as_queries(q)
+        k = check_k(k) or self.k
+        batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
+        self._check_indexed()
+        results: list[list[dict]] = []
+        for batch in batches(queries, batch_size):
+            results.extend(self._search(list(batch), k))
+        return results[0] if single else results
+
+    def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
+        """Hits of each query of one batch (subclasses implement this)."""
+        raise NotImplementedError

@@ -1,0 +1,70 @@
+"""Dense retriever over vectors the caller computes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._batching import batches
+from .._validation import as_documents, as_matrix, check_k, check_positive_int
+from ..exceptions import InvalidInputError
+from ._dense import DenseRetriever
+
+__all__ = ["Embedding"]
+
+
+class Embedding(DenseRetriever):
+    """Retrieve documents from query vectors; document vectors are given to :meth:`add`.
+
+    A 1-D query vector (or a matrix with one row, as in Cherche) returns one
+    list of hits; a matrix of several rows returns one list per row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cherche_faiss import retrieve
+    >>> retriever = retrieve.Embedding(key="id", k=1)
+    >>> retriever = retriever.add([{"id": "a"}, {"id": "b"}], embeddings_documents=np.eye(2))
+    >>> retriever(np.array([0.1, 0.9]))
+    [{'id': 'b', 'similarity': 0.99...}]
+    """
+
+    def __init__(
+        self,
+        key: str,
+        index: Any = None,
+        normalize: bool = True,
+        k: int | None = None,
+        batch_size: int = 1024,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(key=key, on=None, normalize=normalize, k=k, batch_size=batch_size, index=index, device=device)
+
+    def add(self, documents: list[Mapping], embeddings_documents: Any = None, **kwargs: Any) -> "Embedding":
+        """Add one vector per document (a key added again is replaced).
+
+        Returns
+        -------
+        Embedding
+            ``self``.
+        """
+        if embeddings_documents is None:
+            raise InvalidInputError(
+                "Embedding.add needs embeddings_documents: one vector per document, e.g. "
+                "retriever.add(documents, embeddings_documents=vectors)."
+            )
+        documents = as_documents(documents, self.key)
+        vectors = as_matrix(embeddings_documents, "embeddings_documents")
+        self.index.add(vectors, [document[self.key] for document in documents])
+        return self
+
+    def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+        vectors = as_matrix(q, "q")
+        single = len(vectors) == 1
+        k = check_k(k) or self.k
+        batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
+        self._check_indexed()
+        results: list[list[dict]] = []
+        for start in range(0, len(vectors), batch_size):
+            results.extend(self._hits_for(vectors[start : start + batch_size], k))
+        return results[0] if single else results

@@ -1,0 +1,173 @@
+"""TF-IDF retriever on character n-grams (scikit-learn), with vectorised top-k."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .._hits import make_hits
+from .._validation import as_documents, document_texts
+from ..exceptions import InvalidInputError, NotIndexedError
+from .base import Retriever
+
+__all__ = ["TfIdf"]
+
+
+def default_vectorizer() -> Any:
+    """Cherche's default: words' character 3- to 7-grams, lower-cased, L2-normalised rows."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(lowercase=True, analyzer="char_wb", ngram_range=(3, 7), dtype=np.float32)
+
+
+def top_k_sparse(scores: Any, k: int | None) -> tuple[list[list[int]], list[list[float]]]:
+    """Columns and values of the ``k`` largest positive entries of each row of a CSR matrix.
+
+    Ties are broken by column number so that results are deterministic.
+    """
+    rows, values = [], []
+    indptr, indices, data = scores.indptr, scores.indices, scores.data
+    for row in range(scores.shape[0]):
+        start, end = indptr[row], indptr[row + 1]
+        row_data, row_indices = data[start:end], indices[start:end]
+        positive = row_data > 0
+        if not positive.all():
+            row_data, row_indices = row_data[positive], row_indices[positive]
+        if k is not None and len(row_data) > k:
+            keep = np.argpartition(-row_data, k - 1)[:k]
+            row_data, row_indices = row_data[keep], row_indices[keep]
+        order = np.lexsort((row_indices, -row_data))
+        rows.append(row_indices[order].tolist())
+        values.append(row_data[order].tolist())
+    return rows, values
+
+
+class TfIdf(Retriever):
+    """TF-IDF retriever: cosine similarity of character n-gram TF-IDF vectors.
+
+    The vectorizer is fitted on the documents given to the constructor (or on
+    the first :meth:`add`); later additions are transformed with that
+    vocabulary, as in Cherche. Adding a key again replaces its document.
+
+    Parameters
+    ----------
+    key
+        Field holding each document's unique id.
+    on
+        Field(s) whose text is matched against the query, joined by spaces.
+    documents
+        Documents to index right away.
+    tfidf
+        A scikit-learn ``TfidfVectorizer``; by default character n-grams 3 to 7
+        within word boundaries.
+    k
+        Default number of hits; ``None`` returns every document that shares an
+        n-gram with the query.
+    batch_size
+        Number of queries scored at once.
+    fit
+        Fit the vectorizer on the first documents; set to False when passing a
+        vectorizer that is already fitted.
+
+    Examples
+    --------
+    >>> from cherche_faiss import retrieve
+    >>> documents = [
+    ...     {"id": 0, "title": "Paris", "article": "Eiffel tower"},
+    ...     {"id": 1, "title": "Montreal", "article": "Montreal is in Canada."},
+    ... ]
+    >>> retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents)
+    >>> [hit["id"] for hit in retriever("canada")]
+    [1]
+    >>> [[hit["id"] for hit in hits] for hits in retriever(["paris", "montreal"], k=1)]
+    [[0], [1]]
+    """
+
+    def __init__(
+        self,
+        key: str,
+        on: Any,
+        documents: list[Mapping] | None = None,
+        tfidf: Any = None,
+        k: int | None = None,
+        batch_size: int = 1024,
+        fit: bool = True,
+    ) -> None:
+        super().__init__(key=key, on=on, k=k, batch_size=batch_size)
+        self.tfidf = tfidf if tfidf is not None else default_vectorizer()
+        self.fit = bool(fit)
+        self._keys: list[Hashable] = []
+        self._rows: dict[Hashable, int] = {}
+        self._matrix: Any = None  # CSR (documents, vocabulary), float32
+        self._matrix_t: Any = None  # its transpose, cached for searches
+        if documents is not None:
+            self.add(documents)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _is_fitted(self) -> bool:
+        return hasattr(self.tfidf, "vocabulary_")
+
+    def add(self, documents: list[Mapping], batch_size: int | None = None, **kwargs: Any) -> "TfIdf":
+        """Index ``documents`` (replacing those whose key is already indexed).
+
+        Returns
+        -------
+        TfIdf
+            ``self``.
+        """
+        import scipy.sparse as sp
+
+        documents = as_documents(documents, self.key, self.on)
+        if not documents:
+            return self
+        last = {document[self.key]: document for document in documents}
+        keys, documents = list(last), list(last.values())
+        texts = document_texts(documents, self.on)
+        if not self._is_fitted():
+            if not self.fit:
+                raise NotIndexedError(
+                    "fit=False but the vectorizer given is not fitted. Fit it first, or pass fit=True."
+                )
+            try:
+                self.tfidf.fit(texts)
+            except ValueError as error:
+                raise InvalidInputError(
+                    f"cannot fit the TF-IDF vectorizer on these {len(texts)} documents: {error}. "
+                    f"Check that the fields {self.on} hold text."
+                ) from None
+        new_rows = sp.csr_matrix(self.tfidf.transform(texts), dtype=np.float32)
+        matrix, old_keys = self._matrix, self._keys
+        if matrix is not None and any(key in self._rows for key in keys):
+            keep = np.fromiter((key not in last for key in old_keys), dtype=bool, count=len(old_keys))
+            matrix = matrix[keep]
+            old_keys = [key for key, kept in zip(old_keys, keep) if kept]
+        self._matrix = new_rows if matrix is None else sp.vstack([matrix, new_rows], format="csr")
+        self._keys = old_keys + keys
+        self._rows = {key: row for row, key in enumerate(self._keys)}
+        self._matrix_t = None
+        return self
+
+    def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
+        if self._matrix_t is None:
+            self._matrix_t = self._matrix.T.tocsr()
+        scores = (self.tfidf.transform(queries).astype(np.float32) @ self._matrix_t).tocsr()
+        rows, values = top_k_sparse(scores, k)
+        keys = self._keys
+        return [
+            make_hits(self.key, [keys[row] for row in row_ids], similarities)
+            for row_ids, similarities in zip(rows, values)
+        ]
+
+    def _get_state(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_matrix_t"] = None  # derived; rebuilt on the first search
+        state["_rows"] = None
+        return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self._rows = {key: row for row, key in enumerate(self._keys)}
