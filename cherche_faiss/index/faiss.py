@@ -69,8 +69,8 @@ class FaissIndex(Component):
     [0.995, 0.1]
     >>> index.add(np.array([[0.0, 1.0, 1.0]]), keys=["a"])  # re-adding a key replaces it
     FaissIndex(dimension=None, metric='ip', factory='Flat', normalize=True, device='cpu', train_size=None, size=3, on='cpu')
-    >>> index.search(np.array([1.0, 0.0, 0.0]), k=5)[1]
-    [['a', 'b', 'c']]
+    >>> index.search(np.array([0.0, 1.0, 1.0]), k=1)[1]
+    [['a']]
     """
 
     def __init__(

@@ -26,8 +26,8 @@ def rank_candidates(
 ) -> list[list[dict]]:
     """Score every candidate of every query and keep the ``k`` best of each.
 
-    Candidates' vectors are gathered once per distinct key; scores come from
-    one matrix product ``(distinct candidates, d) @ (d, queries)``.
+    Candidates' vectors are gathered once per distinct key, then every
+    (query, candidate) pair is scored in one vectorised pass.
     """
     sizes = [len(hits) for hits in candidates]
     if sum(sizes) == 0:
@@ -37,10 +37,11 @@ def rank_candidates(
     for candidate_key in flat_keys:
         position.setdefault(candidate_key, len(position))
     vectors = index.reconstruct(list(position))
-    products = vectors @ query_vectors.T  # (distinct candidates, queries)
     rows = np.fromiter((position[candidate_key] for candidate_key in flat_keys), dtype=np.int64, count=len(flat_keys))
     columns = np.repeat(np.arange(len(candidates)), sizes)
-    scores = products[rows, columns]
+    # One dot product per (query, candidate) pair, each summed in the same order whatever the
+    # batch: a query scores exactly the same alone or in a batch (a matrix product would not).
+    scores = np.einsum("ij,ij->i", vectors[rows], query_vectors[columns])
     ranked = []
     start = 0
     for hits, size in zip(candidates, sizes):

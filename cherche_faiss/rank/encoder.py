@@ -109,8 +109,8 @@ class Encoder(DPR):
     ... ]
     >>> ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder())
     >>> ranker = ranker.add(documents, show_progress=False)
-    >>> [hit["id"] for hit in ranker("Madrid", documents=documents, k=2)]
-    [1, 0]
+    >>> ranker("Madrid", documents=documents, k=1)
+    [{'id': 1, 'title': 'Madrid Spain', 'similarity': 0.61...}]
     """
 
     def __init__(

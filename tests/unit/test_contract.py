@@ -1,0 +1,206 @@
+"""One contract, checked on every retriever, ranker and pipeline:
+``add`` returns self, a call before ``add`` fails clearly, ``repr`` works,
+and two pickle round trips give identical results."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from cherche_faiss import rank, retrieve
+from cherche_faiss.encoders import HashingEncoder
+from cherche_faiss.exceptions import NotIndexedError, UnknownKeyError
+
+QUERIES = ["paris tower", "wine of bordeaux", "capital"]
+
+
+def _vectors(documents):
+    return HashingEncoder(dimension=32).encode([d["title"] + " " + d["article"] for d in documents])
+
+
+def _query_vectors():
+    return HashingEncoder(dimension=32).encode(QUERIES)
+
+
+def make_tfidf():
+    return retrieve.TfIdf(key="id", on=["title", "article"], k=3)
+
+
+def make_encoder():
+    return retrieve.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32), k=3)
+
+
+def make_dpr():
+    return retrieve.DPR(
+        key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32),
+        query_encoder=HashingEncoder(dimension=32, ngram_range=(2, 4)), k=3,
+    )
+
+
+def make_embedding_retriever():
+    return retrieve.Embedding(key="id", k=3)
+
+
+def make_rank_encoder():
+    return rank.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32), k=3)
+
+
+def make_rank_dpr():
+    return rank.DPR(
+        key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32),
+        query_encoder=HashingEncoder(dimension=32, ngram_range=(2, 4)), k=3,
+    )
+
+
+def make_rank_embedding():
+    return rank.Embedding(key="id", k=3)
+
+
+def make_pipeline():
+    return make_tfidf() + make_rank_encoder()
+
+
+COMPONENTS = {
+    "retrieve.TfIdf": make_tfidf,
+    "retrieve.Encoder": make_encoder,
+    "retrieve.DPR": make_dpr,
+    "retrieve.Embedding": make_embedding_retriever,
+    "rank.Encoder": make_rank_encoder,
+    "rank.DPR": make_rank_dpr,
+    "rank.Embedding": make_rank_embedding,
+    "pipeline": make_pipeline,
+}
+
+
+def add(component, documents):
+    if isinstance(component, (retrieve.Embedding, rank.Embedding)):
+        return component.add(documents, embeddings_documents=_vectors(documents))
+    return component.add(documents)
+
+
+def query(component, documents):
+    """Answer the three queries as a batch and one by one."""
+    embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
+    q = _query_vectors() if embedding else QUERIES
+    if getattr(component, "_role", "") == "ranker":
+        batch = component(q, documents=[documents] * len(QUERIES))
+        single = [component(q[i], documents=documents) for i in range(len(QUERIES))]
+    else:
+        batch = component(q)
+        single = [component(q[i]) for i in range(len(QUERIES))]
+    return batch, single
+
+
+@pytest.fixture(params=sorted(COMPONENTS))
+def make(request):
+    return COMPONENTS[request.param]
+
+
+def test_add_returns_self(make, documents):
+    component = make()
+    assert add(component, documents) is component
+
+
+def test_call_before_add_fails_clearly(make, documents):
+    component = make()
+    if getattr(component, "_role", "") == "ranker":
+        # Rankers have nothing to rank against: candidates must be known or encodable.
+        if isinstance(component, rank.Embedding):
+            with pytest.raises(UnknownKeyError, match="embeddings first"):
+                query(component, documents)
+        else:
+            batch, _ = query(component, documents)  # encodes unknown candidates on the fly
+            assert len(component) == len(documents) and len(batch[0]) == 3
+        return
+    with pytest.raises(NotIndexedError, match=r"\.add\("):
+        query(component, documents)
+
+
+def test_repr(make, documents):
+    component = make()
+    text = repr(add(component, documents))
+    assert type(component).__name__ in text and "key='id'" in text
+
+
+def test_results_shape_and_json(make, documents):
+    component = add(make(), documents)
+    batch, single = query(component, documents)
+    assert batch == single
+    assert len(batch) == len(QUERIES)
+    for hits in batch:
+        assert 0 < len(hits) <= 3
+        scores = [hit["similarity"] for hit in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert all(type(score) is float for score in scores)
+        assert all(hit["id"] in {d["id"] for d in documents} for hit in hits)
+    json.dumps(batch)
+
+
+def test_pickle_round_trip_twice(make, documents):
+    component = add(make(), documents)
+    expected = query(component, documents)
+    once = pickle.loads(pickle.dumps(component))
+    twice = pickle.loads(pickle.dumps(once, protocol=5))
+    assert query(once, documents) == expected
+    assert query(twice, documents) == expected
+    assert repr(twice) == repr(component)
+
+
+def test_call_time_k_overrides_constructor_k(make, documents):
+    component = add(make(), documents)
+    embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
+    q = _query_vectors()[2] if embedding else "capital"
+    kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
+    assert len(component(q, k=1, **kwargs)) == 1
+    assert len(component(q, **kwargs)) == 3
+
+
+def test_adding_again_does_not_duplicate(make, documents):
+    component = add(make(), documents)
+    add(component, documents[:2])
+    if getattr(component, "_role", "") != "pipeline":
+        assert len(component) == len(documents)
+    embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
+    q = _query_vectors()[0] if embedding else "paris tower"
+    kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
+    keys = [hit["id"] for hit in component(q, k=10, **kwargs)]
+    assert len(keys) == len(set(keys))
+
+
+def test_hits_are_fresh_dicts(make, documents):
+    component = add(make(), documents)
+    embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
+    q = _query_vectors()[0] if embedding else "paris tower"
+    kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
+    first = component(q, **kwargs)
+    first[0]["similarity"] = -1.0
+    assert component(q, **kwargs)[0]["similarity"] != -1.0
+    assert all("similarity" not in document for document in documents)
+
+
+def test_k_must_be_positive(make, documents):
+    from cherche_faiss.exceptions import InvalidInputError
+
+    component = add(make(), documents)
+    embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
+    q = _query_vectors()[0] if embedding else "paris"
+    kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
+    with pytest.raises(InvalidInputError, match="k must be a positive integer"):
+        component(q, k=0, **kwargs)
+
+
+def test_vectors_are_in_a_faiss_index(make, documents):
+    """Promise 2: dense components keep embeddings in a FaissIndex, not in Python dicts."""
+    from cherche_faiss.index import FaissIndex
+
+    component = add(make(), documents)
+    stages = getattr(component, "models", [component])
+    for stage in stages:
+        if isinstance(stage, retrieve.TfIdf):
+            continue
+        assert isinstance(stage.index, FaissIndex) and len(stage.index) == len(documents)
+        for value in vars(stage).values():
+            assert not (isinstance(value, dict) and value and isinstance(next(iter(value.values())), np.ndarray))
