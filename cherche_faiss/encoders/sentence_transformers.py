@@ -140,9 +140,17 @@ class SentenceTransformerEncoder(BaseEncoder):
         else:
             device = resolve_torch_device(self.device)
         if self._weights is None:
-            return st.SentenceTransformer(
-                self.model_name_or_path, device=device, trust_remote_code=self.trust_remote_code
-            )
+            try:
+                return st.SentenceTransformer(
+                    self.model_name_or_path, device=device, trust_remote_code=self.trust_remote_code
+                )
+            except (OSError, ValueError) as error:
+                raise MissingDependencyError(
+                    f"cannot load the sentence-transformers model {self.model_name_or_path!r} "
+                    f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200]}). This "
+                    "encoder refers to the model by name or path: install or copy the model there, "
+                    "or pickle the encoder with embed_weights=True to carry the weights."
+                ) from error
         folder = tempfile.mkdtemp(prefix="cherche_faiss_model_")
         try:
             for name, data in self._weights.items():
