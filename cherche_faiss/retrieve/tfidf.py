@@ -22,14 +22,23 @@ def default_vectorizer() -> Any:
     return TfidfVectorizer(lowercase=True, analyzer="char_wb", ngram_range=(3, 7), dtype=np.float32)
 
 
+# Score matrices up to this many cells are ranked densely, in one vectorised pass.
+_DENSE_CELLS = 1 << 24
+
+
 def top_k_sparse(scores: Any, k: int | None) -> tuple[list[list[int]], list[list[float]]]:
     """Columns and values of the ``k`` largest positive entries of each row of a CSR matrix.
 
-    Ties are broken by column number so that results are deterministic.
+    Ties are broken by column number so that results are deterministic. Small
+    batches are ranked as a dense matrix with one ``argpartition`` over all
+    rows; larger ones row by row, touching only the non-zero entries.
     """
+    n_rows, n_columns = scores.shape
+    if n_rows * n_columns <= _DENSE_CELLS:
+        return _top_k_dense(scores.toarray(), k)
     rows, values = [], []
     indptr, indices, data = scores.indptr, scores.indices, scores.data
-    for row in range(scores.shape[0]):
+    for row in range(n_rows):
         start, end = indptr[row], indptr[row + 1]
         row_data, row_indices = data[start:end], indices[start:end]
         positive = row_data > 0
@@ -42,6 +51,24 @@ def top_k_sparse(scores: Any, k: int | None) -> tuple[list[list[int]], list[list
         rows.append(row_indices[order].tolist())
         values.append(row_data[order].tolist())
     return rows, values
+
+
+def _top_k_dense(dense: np.ndarray, k: int | None) -> tuple[list[list[int]], list[list[float]]]:
+    n_columns = dense.shape[1]
+    if k is not None and k < n_columns:
+        columns = np.sort(np.argpartition(-dense, k - 1, axis=1)[:, :k], axis=1)
+    else:
+        columns = np.broadcast_to(np.arange(n_columns), dense.shape)
+    values = np.take_along_axis(dense, columns, axis=1)
+    # Columns are sorted, so a stable sort on the values breaks ties by column number.
+    order = np.argsort(-values, axis=1, kind="stable")
+    columns = np.take_along_axis(columns, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    found = (values > 0).sum(axis=1).tolist()
+    return (
+        [row[:n] for row, n in zip(columns.tolist(), found)],
+        [row[:n] for row, n in zip(values.tolist(), found)],
+    )
 
 
 class TfIdf(Retriever):

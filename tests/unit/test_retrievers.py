@@ -148,3 +148,24 @@ def test_bad_constructor_arguments():
         retrieve.TfIdf(key="id", on=[])
     with pytest.raises(InvalidTypeError, match="encoder must be callable"):
         retrieve.Encoder(key="id", on="title", encoder=42)
+
+
+def test_tfidf_dense_and_sparse_top_k_agree(rng, monkeypatch):
+    import scipy.sparse as sp
+
+    import cherche_faiss.retrieve.tfidf as tfidf_module
+
+    dense = rng.random((30, 200)).astype(np.float32)
+    dense[dense < 0.7] = 0
+    dense[:, 5] = dense[:, 6]  # ties, broken by column number on both paths
+    dense[3] = 0  # a query that matches nothing
+    scores = sp.csr_matrix(dense)
+    for k in (1, 7, 200, None):
+        dense_result = tfidf_module.top_k_sparse(scores, k)
+        monkeypatch.setattr(tfidf_module, "_DENSE_CELLS", 0)
+        sparse_result = tfidf_module.top_k_sparse(scores, k)
+        monkeypatch.undo()
+        assert dense_result == sparse_result
+        assert dense_result[0][3] == []
+        expected = sorted(range(200), key=lambda c: (-dense[0, c], c))[: k or 200]
+        assert dense_result[0][0] == [c for c in expected if dense[0, c] > 0]
