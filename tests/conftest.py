@@ -39,6 +39,23 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+def assert_same_hits(actual, expected, tolerance=1e-6):
+    """Same keys in the same order and similarities equal up to float32 rounding.
+
+    A query alone runs as a matrix-vector product, a batch as a matrix product:
+    BLAS sums them in different orders, a few ulps apart.
+    """
+    if expected and isinstance(expected[0], list):
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            assert_same_hits(a, e, tolerance)
+        return
+    assert [{k: v for k, v in hit.items() if k != "similarity"} for hit in actual] == [
+        {k: v for k, v in hit.items() if k != "similarity"} for hit in expected
+    ]
+    assert [hit["similarity"] for hit in actual] == pytest.approx([hit["similarity"] for hit in expected], abs=tolerance)
+
+
 class CountingEncoder(HashingEncoder):
     """A hashing encoder that records every text it encodes."""
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ._exact import inner_product_top_k
 from .._device import faiss_load_device, gpu_number, gpu_resources, resolve_faiss_device
 from .._state import Component
 from .._validation import as_matrix, check_positive_int
@@ -97,6 +98,7 @@ class FaissIndex(Component):
         self._index: Any = None
         self._keys: list[Any] = []  # FAISS id -> key; removed ids hold _REMOVED
         self._ids: dict[Hashable, int] = {}
+        self._flat: tuple[np.ndarray, np.ndarray] | None = None  # see _flat_storage
         if not isinstance(factory, str):
             self._adopt(factory)
         elif self.dimension is not None:
@@ -132,6 +134,7 @@ class FaissIndex(Component):
                 f"the faiss.Index given has dimension {index.d} but dimension={self.dimension}."
             )
         self._index = self._with_ids(index)
+        self._flat = None
         self._place()
 
     def _build(self, dimension: int) -> None:
@@ -145,6 +148,7 @@ class FaissIndex(Component):
                 "https://github.com/facebookresearch/faiss/wiki/The-index-factory for valid strings."
             ) from None
         self._index = self._with_ids(index)
+        self._flat = None
         self._place()
 
     @staticmethod
@@ -248,6 +252,7 @@ class FaissIndex(Component):
             self._remove_ids(np.asarray(replaced, dtype=np.int64), replacing=True)
         start = len(self._keys)
         ids = np.arange(start, start + len(keys), dtype=np.int64)
+        self._flat = None
         self._index.add_with_ids(matrix, ids)
         self._keys.extend(keys)
         self._ids.update(zip(keys, range(start, start + len(keys))))
@@ -299,6 +304,7 @@ class FaissIndex(Component):
 
     def _remove_ids(self, ids: np.ndarray, replacing: bool = False) -> None:
         faiss = _faiss()
+        self._flat = None
         try:
             removed = self._index.remove_ids(faiss.IDSelectorBatch(ids))
         except RuntimeError:
@@ -352,9 +358,15 @@ class FaissIndex(Component):
         k = check_positive_int(k, "k", allow_none=False)
         matrix = self.prepare(queries, "queries")
         k = min(k, len(self))
-        scores, ids = self._index.search(matrix, k)
-        if self.metric == "l2":
-            scores = -scores
+        flat = self._flat_storage()
+        if flat is not None:
+            vectors, id_map = flat
+            scores, rows = inner_product_top_k(vectors, matrix, k)
+            ids = id_map[rows]
+        else:
+            scores, ids = self._index.search(matrix, k)
+            if self.metric == "l2":
+                scores = -scores
         keys_by_id = self._keys
         similarities, keys = [], []
         for score_row, id_row in zip(scores.tolist(), ids.tolist()):
@@ -375,12 +387,42 @@ class FaissIndex(Component):
             ) from None
         if len(ids) == 0:
             return np.empty((0, self.d), dtype=np.float32)
+        flat = self._flat_storage()
+        if flat is not None:
+            vectors, id_map = flat
+            # Ids are handed out in increasing order and FAISS keeps flat storage in insertion
+            # order, so the id map is sorted and a binary search finds each row.
+            return vectors[np.searchsorted(id_map, ids)]
         faiss = _faiss()
         ivf = faiss.try_extract_index_ivf(self._index)
         if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
             # Custom ids need the hashtable flavour of the direct map.
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
         return self._index.reconstruct_batch(ids)
+
+    def _flat_storage(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(vectors, ids)`` of a flat inner-product index on the CPU, else None.
+
+        ``vectors`` is a zero-copy view of FAISS' storage, so exact searches run as
+        BLAS matrix products (see ``_exact``). The view is dropped on every change
+        of the index, before FAISS may reallocate that storage.
+        """
+        if self._flat is not None:
+            return self._flat
+        if self._device != "cpu" or self.metric != "ip" or self._index is None:
+            return None
+        faiss = _faiss()
+        if not isinstance(self._index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            return None
+        inner = faiss.downcast_index(self._index.index)
+        if not isinstance(inner, faiss.IndexFlat) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
+            return None
+        n, d = int(inner.ntotal), int(inner.d)
+        if n == 0:
+            return None
+        vectors = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
+        self._flat = (vectors, faiss.vector_to_array(self._index.id_map))
+        return self._flat
 
     def _check_indexed(self) -> None:
         if not self._ids:
@@ -395,6 +437,7 @@ class FaissIndex(Component):
         target = resolve_faiss_device(device)
         if target != self._device and self._index is not None:
             cpu_index = self._cpu_index()
+            self._flat = None
             self._device = target
             self._index = cpu_index
             self._place()
@@ -411,7 +454,7 @@ class FaissIndex(Component):
     _state_version = 1
 
     def _get_state(self) -> dict[str, Any]:
-        state = {name: value for name, value in self.__dict__.items() if name != "_index"}
+        state = {name: value for name, value in self.__dict__.items() if name not in ("_index", "_flat")}
         if self._index is None:
             state["index_bytes"] = None
         else:
@@ -427,6 +470,7 @@ class FaissIndex(Component):
         saved_device = state["_device"]
         self.__dict__.update(state)
         self._index = None
+        self._flat = None
         self._device = "cpu"
         if data is not None:
             data = np.frombuffer(memoryview(data), dtype=np.uint8)

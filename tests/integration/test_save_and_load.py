@@ -120,3 +120,18 @@ def test_reference_pickle_needs_the_model_folder(tmp_path, towns):
     restored = pickle.loads(data_bytes)
     with pytest.raises(MissingDependencyError, match="embed_weights=True"):
         restored.encode(["wine"])
+
+
+def test_demo_command_runs_the_main_job():
+    import io
+
+    from cherche_faiss.cli import main
+    from cherche_faiss.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(queries=["bordeaux", "metro"], out=out) == 0
+    text = out.getvalue()
+    assert "answers identical to the original pipeline: True" in text
+    assert "pickle size" in text and "load in fresh process" in text
+    with pytest.raises(SystemExit):
+        main(["--version"])
