@@ -10,7 +10,13 @@ from .._state import Component
 from .._validation import as_documents, check_k
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
 
-__all__ = ["Pipeline", "DocumentMap", "ComposeMixin"]
+__all__ = ["Pipeline", "DocumentMap", "ComposeMixin", "needs_documents"]
+
+
+def needs_documents(model: Any) -> bool:
+    """Whether ``model`` ranks candidates given to it (a ranker) rather than finding its own."""
+    probe = getattr(model, "_needs_documents", None)
+    return bool(probe()) if callable(probe) else getattr(model, "_role", "") == "ranker"
 
 
 class ComposeMixin:
@@ -24,6 +30,24 @@ class ComposeMixin:
 
     def _stages(self) -> list[Any]:
         return [self]
+
+    def _needs_documents(self) -> bool:
+        return self._role == "ranker"
+
+    def __or__(self, other: Any) -> Any:
+        from .combine import Union
+
+        return Union._join(self, other)
+
+    def __and__(self, other: Any) -> Any:
+        from .combine import Intersection
+
+        return Intersection._join(self, other)
+
+    def __mul__(self, other: Any) -> Any:
+        from .combine import Vote
+
+        return Vote._join(self, other)
 
     def __add__(self, other: Any) -> "Pipeline":
         if isinstance(other, list):
@@ -151,6 +175,14 @@ class Pipeline(ComposeMixin, Component):
     def _stages(self) -> list[Any]:
         return list(self.models)
 
+    def _needs_documents(self) -> bool:
+        return needs_documents(self.models[0])
+
+    @property
+    def key(self) -> str:
+        """The key field of the pipeline's documents."""
+        return _pipeline_key(self.models)
+
     def add(self, documents: list[Mapping], **kwargs: Any) -> "Pipeline":
         """Add ``documents`` to every stage that indexes documents, each once."""
         seen: set[int] = set()
@@ -186,10 +218,10 @@ class Pipeline(ComposeMixin, Component):
         results = documents
         for stage in self.models:
             role = getattr(stage, "_role", "")
-            if role == "retriever":
-                results = stage(q, batch_size=batch_size, **kwargs)
-            elif role == "documents":
+            if role == "documents":
                 results = stage(results)
+            elif not needs_documents(stage):
+                results = stage(q, batch_size=batch_size, **kwargs)
             else:
                 if results is None:
                     raise InvalidInputError(

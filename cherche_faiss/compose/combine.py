@@ -1,0 +1,162 @@
+"""Union (``|``), Intersection (``&``) and Vote (``*``) of retrievers, rankers and pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._state import Component
+from .._validation import check_k, check_positive_int
+from ..exceptions import InvalidInputError
+from .fusion import FUSIONS, reciprocal_rank_fusion, vote_fusion, weighted_score_fusion
+from .pipeline import ComposeMixin, needs_documents
+
+__all__ = ["Union", "Intersection", "Vote"]
+
+
+class _Fusion(ComposeMixin, Component):
+    """Run every model on the same queries and fuse their hits.
+
+    Parameters
+    ----------
+    models
+        Retrievers, rankers or pipelines sharing the same key field.
+    fusion
+        ``"rrf"`` (reciprocal rank fusion, the default: only ranks count, so
+        BM25 scores and cosine similarities mix without tuning) or
+        ``"weighted"`` (weighted sum of normalised similarities).
+    c
+        The constant of reciprocal rank fusion, ``score = sum w / (c + rank)``.
+    weights
+        One weight per model (default 1 each).
+    normalization
+        For ``fusion="weighted"``: ``"minmax"``, ``"zscore"`` or None.
+    k
+        Number of fused hits kept (None: all).
+    """
+
+    _require_all = False
+
+    def __init__(
+        self,
+        models: list[Any],
+        fusion: str = "rrf",
+        c: float = 60.0,
+        weights: list[float] | None = None,
+        normalization: str | None = "minmax",
+        k: int | None = None,
+    ) -> None:
+        if not isinstance(models, (list, tuple)) or len(models) < 2:
+            raise InvalidInputError(f"{type(self).__name__} needs a list of at least two models, got {models!r}.")
+        keys = {getattr(model, "key", None) for model in models}
+        if len(keys) != 1 or None in keys:
+            raise InvalidInputError(
+                f"the models of a {type(self).__name__} must share one key field, got {sorted(map(str, keys))}. "
+                "Build every model with the same key=..."
+            )
+        if fusion not in FUSIONS:
+            raise InvalidInputError(f"fusion must be one of {FUSIONS}, got {fusion!r}.")
+        if weights is not None and len(weights) != len(models):
+            raise InvalidInputError(f"got {len(weights)} weights for {len(models)} models; pass one per model.")
+        self.models = list(models)
+        self.fusion = fusion
+        self.c = float(c)
+        self.weights = list(weights) if weights is not None else None
+        self.normalization = normalization
+        self.k = check_k(k)
+
+    @classmethod
+    def _join(cls, left: Any, right: Any) -> "_Fusion":
+        """``left op right``, flattening operands that are already default fusions of this kind."""
+        if not isinstance(right, ComposeMixin):
+            return NotImplemented
+        models = []
+        for side in (left, right):
+            models.extend(side.models if type(side) is cls and side._default() else [side])
+        return cls(models)
+
+    @property
+    def key(self) -> str:
+        return self.models[0].key
+
+    @property
+    def _role(self) -> str:  # type: ignore[override]
+        return "ranker" if self._needs_documents() else "retriever"
+
+    def _needs_documents(self) -> bool:
+        return any(needs_documents(model) for model in self.models)
+
+    def _default(self) -> bool:
+        return self.fusion == "rrf" and self.weights is None and self.k is None and self.c == 60.0
+
+    def add(self, documents: list[Mapping], **kwargs: Any) -> "_Fusion":
+        """Add ``documents`` to every model that indexes documents, each once."""
+        seen: set[int] = set()
+        for model in self.models:
+            if id(model) not in seen and callable(getattr(model, "add", None)):
+                seen.add(id(model))
+                model.add(documents=documents, **kwargs)
+        return self
+
+    def _fuse(self, rankings: list[list[Mapping]]) -> list[dict]:
+        if self.fusion == "weighted":
+            return weighted_score_fusion(self.key, rankings, self.weights, self.normalization, self._require_all)
+        return reciprocal_rank_fusion(self.key, rankings, self.c, self.weights, self._require_all)
+
+    def __call__(
+        self, q: Any, k: int | None = None, batch_size: int | None = None, documents: Any = None, **kwargs: Any
+    ) -> list:
+        k = check_k(k) or self.k
+        batch_size = check_positive_int(batch_size, "batch_size")
+        single = isinstance(q, str)
+        per_model = []
+        for model in self.models:
+            if needs_documents(model):
+                if documents is None:
+                    raise InvalidInputError(
+                        f"{type(model).__name__} in this {type(self).__name__} ranks candidates: pass documents=[...]."
+                    )
+                hits = model(q, documents=documents, batch_size=batch_size, **kwargs)
+            else:
+                hits = model(q, batch_size=batch_size, **kwargs)
+            per_model.append([hits] if single else hits)
+        fused = [self._fuse(list(rankings))[:k] for rankings in zip(*per_model)]
+        return fused[0] if single else fused
+
+    def __repr__(self) -> str:
+        options = f"fusion={self.fusion!r}, c={self.c}, weights={self.weights}, k={self.k}"
+        return f"{type(self).__name__}(\n" + "".join(f"  {model!r},\n" for model in self.models) + f"  {options},\n)"
+
+
+class Union(_Fusion):
+    """Every document any model finds, ranked by fused score (``a | b``).
+
+    Examples
+    --------
+    >>> from cherche_faiss import retrieve
+    >>> from cherche_faiss.encoders import HashingEncoder
+    >>> documents = [{"id": 0, "title": "Paris"}, {"id": 1, "title": "Lyon"}, {"id": 2, "title": "Pau"}]
+    >>> tfidf = retrieve.TfIdf(key="id", on="title", documents=documents)
+    >>> dense = retrieve.Encoder(key="id", on="title", encoder=HashingEncoder(), k=2)
+    >>> dense = dense.add(documents, show_progress=False)
+    >>> (tfidf | dense)("Paris Lyon")
+    [{'id': 0, 'similarity': 0.0327...}, {'id': 1, 'similarity': 0.0322...}, {'id': 2, 'similarity': 0.0158...}]
+    >>> (dense | tfidf)("Paris Lyon") == (tfidf | dense)("Paris Lyon")
+    True
+    >>> [hit["id"] for hit in (tfidf & dense)("Paris Lyon")]
+    [0, 1]
+    """
+
+
+class Intersection(_Fusion):
+    """Only documents every model finds, ranked by fused score (``a & b``)."""
+
+    _require_all = True
+
+
+class Vote(_Fusion):
+    """Documents ranked by how many models return them (``a * b``); the
+    similarity is the (weighted) number of votes, ties broken by reciprocal rank fusion."""
+
+    def _fuse(self, rankings: list[list[Mapping]]) -> list[dict]:
+        return vote_fusion(self.key, rankings, self.c, self.weights)
