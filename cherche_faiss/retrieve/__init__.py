@@ -1,8 +1,9 @@
 """Retrievers: find candidate documents for a query (Cherche's ``retrieve`` module)."""
 
 from .base import Retriever
+from .bm25 import BM25
 from .embedding import Embedding
 from .encoder import DPR, Encoder
 from .tfidf import TfIdf
 
-__all__ = ["Retriever", "TfIdf", "Encoder", "DPR", "Embedding"]
+__all__ = ["Retriever", "BM25", "TfIdf", "Encoder", "DPR", "Embedding"]

@@ -31,6 +31,14 @@ def make_tfidf():
     return retrieve.TfIdf(key="id", on=["title", "article"], k=3)
 
 
+def make_bm25():
+    return retrieve.BM25(key="id", on=["title", "article"], k=3)
+
+
+def make_bm25_char():
+    return retrieve.BM25(key="id", on=["title", "article"], k=3, tokenizer="char")
+
+
 def make_encoder():
     return retrieve.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32), k=3)
 
@@ -67,6 +75,8 @@ def make_pipeline():
 
 COMPONENTS = {
     "retrieve.TfIdf": make_tfidf,
+    "retrieve.BM25": make_bm25,
+    "retrieve.BM25[char]": make_bm25_char,
     "retrieve.Encoder": make_encoder,
     "retrieve.DPR": make_dpr,
     "retrieve.Embedding": make_embedding_retriever,
@@ -130,7 +140,7 @@ def test_repr(make, documents):
 def test_results_shape_and_json(make, documents):
     component = add(make(), documents)
     batch, single = query(component, documents)
-    if getattr(component, "_role", "") == "retriever" and not isinstance(component, retrieve.TfIdf):
+    if getattr(component, "_role", "") == "retriever" and not isinstance(component, (retrieve.TfIdf, retrieve.BM25)):
         assert_same_hits(single, batch)  # BLAS: matrix-vector vs matrix-matrix products
     else:
         assert batch == single  # rankers and TF-IDF score a query identically alone or in a batch
@@ -157,7 +167,7 @@ def test_pickle_round_trip_twice(make, documents):
 def test_call_time_k_overrides_constructor_k(make, documents):
     component = add(make(), documents)
     embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
-    q = _query_vectors()[2] if embedding else "capital"
+    q = _query_vectors()[2] if embedding else "capital of Paris, Lyon and Bordeaux"
     kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
     assert len(component(q, k=1, **kwargs)) == 1
     assert len(component(q, **kwargs)) == 3
@@ -204,7 +214,7 @@ def test_vectors_are_in_a_faiss_index(make, documents):
     component = add(make(), documents)
     stages = getattr(component, "models", [component])
     for stage in stages:
-        if isinstance(stage, retrieve.TfIdf):
+        if isinstance(stage, (retrieve.TfIdf, retrieve.BM25)):
             continue
         assert isinstance(stage.index, FaissIndex) and len(stage.index) == len(documents)
         for value in vars(stage).values():

@@ -169,3 +169,40 @@ def test_tfidf_dense_and_sparse_top_k_agree(rng, monkeypatch):
         assert dense_result[0][3] == []
         expected = sorted(range(200), key=lambda c: (-dense[0, c], c))[: k or 200]
         assert dense_result[0][0] == [c for c in expected if dense[0, c] > 0]
+
+
+def test_bm25_words_stems_and_stopwords(documents):
+    retriever = retrieve.BM25(key="id", on=["title", "article"], documents=documents)
+    assert ids(retriever("wines"))[0] == 2  # stemmed: wines -> wine
+    assert retriever("the of is") == []  # stop words only: nothing to match
+    assert retriever("zzzz") == []
+
+
+def test_bm25_scores_follow_the_formula():
+    documents = [{"id": 0, "text": "apple apple banana"}, {"id": 1, "text": "banana cherry"}, {"id": 2, "text": "cherry"}]
+    retriever = retrieve.BM25(key="id", on="text", documents=documents, stopwords=None, stemmer=None)
+    n, average = 3, (3 + 2 + 1) / 3
+    idf = np.log(1 + (n - 1 + 0.5) / (1 + 0.5))  # Lucene's idf, "apple" in one document
+    tf, length = 2, 3
+    expected = idf * tf / (tf + 1.5 * (1 - 0.75 + 0.75 * length / average))
+    hit = retriever("apple")
+    assert ids(hit) == [0] and hit[0]["similarity"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_bm25_upsert_reindexes_the_corpus(documents):
+    retriever = retrieve.BM25(key="id", on=["title", "article"], documents=documents)
+    retriever.add([{"id": 2, "title": "Bordeaux", "article": "A port on the Garonne."}])
+    assert len(retriever) == len(documents) and retriever("wine") == []
+    retriever.add([{"id": 7, "title": "Nantes", "article": "Nantes makes muscadet wine."}])
+    assert ids(retriever("wine")) == [7]
+
+
+def test_bm25_character_ngrams_match_partial_words(documents):
+    words = retrieve.BM25(key="id", on="title", documents=documents, stemmer=None)
+    chars = retrieve.BM25(key="id", on="title", documents=documents, tokenizer="char")
+    assert words("bordea") == [] and ids(chars("bordea"))[0] == 2
+
+
+def test_bm25_rejects_unknown_tokenizer():
+    with pytest.raises(InvalidInputError, match="tokenizer"):
+        retrieve.BM25(key="id", on="title", tokenizer="sentencepiece")

@@ -1,0 +1,197 @@
+"""BM25 retriever backed by bm25s (sparse, scipy-based), word or character tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .._hits import make_hits
+from .._validation import as_documents, document_texts
+from ..exceptions import InvalidInputError, MissingDependencyError
+from .base import Retriever
+
+__all__ = ["BM25"]
+
+_TOKENIZERS = ("word", "char")
+
+
+def _bm25s() -> Any:
+    try:
+        import bm25s
+    except ImportError:  # pragma: no cover - a core dependency
+        raise MissingDependencyError("retrieve.BM25 needs bm25s: `pip install bm25s`.") from None
+    return bm25s
+
+
+class BM25(Retriever):
+    """Okapi BM25 over words (stop words removed, stemmed) or character n-grams.
+
+    BM25's statistics (document frequencies, average length) are global, so
+    each :meth:`add` re-indexes the whole corpus from the token ids it keeps;
+    add documents in large batches. Adding a key again replaces its document.
+
+    Parameters
+    ----------
+    key
+        Field holding each document's unique id.
+    on
+        Field(s) whose text is indexed, joined by spaces.
+    documents
+        Documents to index right away.
+    k
+        Default number of hits; ``None`` returns every document with a positive score.
+    batch_size
+        Number of queries scored at once.
+    tokenizer
+        ``"word"`` (bm25s' word tokenizer with ``stopwords`` and ``stemmer``),
+        ``"char"`` (character n-grams within word boundaries, as Cherche's
+        retrievers use; see ``ngram_range``), or a picklable callable
+        ``str -> list[str]``.
+    stopwords
+        Language of the stop-word list for ``"word"`` (``"en"``), or None.
+    stemmer
+        Snowball stemmer language for ``"word"`` (``"english"``; needs
+        PyStemmer), or None.
+    ngram_range
+        Smallest and largest n-gram for ``"char"``.
+    method, k1, b, delta
+        The BM25 variant and its parameters (bm25s: ``"lucene"``,
+        ``"robertson"``, ``"atire"``, ``"bm25l"``, ``"bm25+"``).
+
+    Examples
+    --------
+    >>> from cherche_faiss import retrieve
+    >>> documents = [
+    ...     {"id": 0, "title": "Paris", "article": "The Eiffel tower is in Paris."},
+    ...     {"id": 1, "title": "Bordeaux", "article": "Bordeaux wines are aged in oak barrels."},
+    ... ]
+    >>> retriever = retrieve.BM25(key="id", on=["title", "article"], documents=documents)
+    >>> [hit["id"] for hit in retriever("wine barrel")]
+    [1]
+    """
+
+    def __init__(
+        self,
+        key: str,
+        on: Any,
+        documents: list[Mapping] | None = None,
+        k: int | None = None,
+        batch_size: int = 1024,
+        tokenizer: str | Callable[[str], list[str]] = "word",
+        stopwords: str | None = "en",
+        stemmer: str | None = "english",
+        ngram_range: tuple[int, int] = (3, 5),
+        method: str = "lucene",
+        k1: float = 1.5,
+        b: float = 0.75,
+        delta: float = 0.5,
+    ) -> None:
+        super().__init__(key=key, on=on, k=k, batch_size=batch_size)
+        if not callable(tokenizer) and tokenizer not in _TOKENIZERS:
+            raise InvalidInputError(
+                f"tokenizer must be 'word', 'char' or a callable str -> list[str], got {tokenizer!r}."
+            )
+        self.tokenizer = tokenizer
+        self.stopwords = stopwords
+        self.stemmer = stemmer
+        self.ngram_range = tuple(ngram_range)
+        self.method = method
+        self.k1 = float(k1)
+        self.b = float(b)
+        self.delta = float(delta)
+        self._keys: list[Hashable] = []
+        self._token_ids: list[np.ndarray] = []  # per document, ids into _vocabulary
+        self._vocabulary: dict[str, int] = {}
+        self._model: Any = None
+        self._tokenize_cache: Callable[[list[str]], list[list[str]]] | None = None
+        if documents is not None:
+            self.add(documents)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    # -- tokens ---------------------------------------------------------------------------
+    def _tokenize(self, texts: list[str]) -> list[list[str]]:
+        if self._tokenize_cache is None:
+            self._tokenize_cache = self._make_tokenizer()
+        return self._tokenize_cache(texts)
+
+    def _make_tokenizer(self) -> Callable[[list[str]], list[list[str]]]:
+        if callable(self.tokenizer):
+            function = self.tokenizer
+            return lambda texts: [list(function(text)) for text in texts]
+        if self.tokenizer == "char":
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True).build_analyzer()
+            return lambda texts: [analyzer(text) for text in texts]
+        bm25s = _bm25s()
+        stemmer = None
+        if self.stemmer is not None:
+            try:
+                import Stemmer
+            except ImportError:
+                raise MissingDependencyError(
+                    f"stemmer={self.stemmer!r} needs PyStemmer: `pip install PyStemmer`, or pass stemmer=None."
+                ) from None
+            stemmer = Stemmer.Stemmer(self.stemmer).stemWords
+        return lambda texts: bm25s.tokenize(
+            texts, stopwords=self.stopwords or [], stemmer=stemmer, return_ids=False, show_progress=False
+        )
+
+    # -- indexing -------------------------------------------------------------------------
+    def add(self, documents: list[Mapping], **kwargs: Any) -> "BM25":
+        """Index ``documents`` (replacing those whose key is already indexed).
+
+        Returns
+        -------
+        BM25
+            ``self``.
+        """
+        documents = as_documents(documents, self.key, self.on)
+        if not documents:
+            return self
+        last = {document[self.key]: document for document in documents}
+        new_tokens = self._tokenize(document_texts(list(last.values()), self.on))
+        vocabulary = dict(self._vocabulary)
+        new_ids = [
+            np.fromiter((vocabulary.setdefault(token, len(vocabulary)) for token in tokens), dtype=np.int32, count=len(tokens))
+            for tokens in new_tokens
+        ]
+        kept = [(key, ids) for key, ids in zip(self._keys, self._token_ids) if key not in last]
+        keys = [key for key, _ in kept] + list(last)
+        token_ids = [ids for _, ids in kept] + new_ids
+        model = self._index(token_ids, vocabulary)
+        self._keys, self._token_ids, self._vocabulary, self._model = keys, token_ids, vocabulary, model
+        return self
+
+    def _index(self, token_ids: list[np.ndarray], vocabulary: dict[str, int]) -> Any:
+        bm25s = _bm25s()
+        model = bm25s.BM25(method=self.method, k1=self.k1, b=self.b, delta=self.delta)
+        tokenized = bm25s.tokenization.Tokenized(ids=[ids.tolist() for ids in token_ids], vocab=vocabulary)
+        try:
+            model.index(tokenized, show_progress=False)
+        except (ValueError, ZeroDivisionError) as error:
+            raise InvalidInputError(
+                f"bm25s could not index these documents ({error}). Check that the fields {self.on} hold text."
+            ) from None
+        return model
+
+    def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
+        n = len(self._keys)
+        k = n if k is None else min(k, n)
+        rows, scores = self._model.retrieve(self._tokenize(queries), k=k, show_progress=False)
+        keys = self._keys
+        hits = []
+        for row, row_scores in zip(rows.tolist(), scores.tolist()):
+            found = [(keys[i], score) for i, score in zip(row, row_scores) if score > 0]
+            hits.append(make_hits(self.key, [key for key, _ in found], [score for _, score in found]))
+        return hits
+
+    # -- pickling -------------------------------------------------------------------------
+    def _get_state(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_tokenize_cache"] = None  # holds a C stemmer, rebuilt on first use
+        return state
