@@ -1,8 +1,8 @@
 """Text encoders: the protocol, a hashing encoder for tests, and sentence-transformers."""
 
-from .base import BaseEncoder, CallableEncoder, Encoder, as_encoder
+from .base import BaseEncoder, CallableEncoder, CallableScorer, Encoder, as_encoder, as_scorer
 from .hashing import HashingEncoder
-from .sentence_transformers import SentenceTransformerEncoder
+from .sentence_transformers import CrossEncoderScorer, SentenceTransformerEncoder
 
 __all__ = [
     "Encoder",
@@ -11,4 +11,7 @@ __all__ = [
     "HashingEncoder",
     "SentenceTransformerEncoder",
     "as_encoder",
+    "CallableScorer",
+    "CrossEncoderScorer",
+    "as_scorer",
 ]

@@ -17,7 +17,7 @@ from .._state import Component
 from .._validation import as_matrix
 from ..exceptions import InvalidInputError, InvalidTypeError
 
-__all__ = ["Encoder", "BaseEncoder", "CallableEncoder", "as_encoder"]
+__all__ = ["Encoder", "BaseEncoder", "CallableEncoder", "CallableScorer", "as_encoder", "as_scorer"]
 
 
 @runtime_checkable
@@ -53,6 +53,66 @@ def check_encoded(output: Any, texts: Sequence[str], who: str) -> np.ndarray:
             "return one row per text, in order."
         )
     return matrix
+
+
+def check_scores(output: Any, n: int, who: str) -> np.ndarray:
+    """Validate a scorer's output: ``n`` finite float32 scores."""
+    scores = np.asarray(to_numpy(output), dtype=np.float32)
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        scores = scores[:, 0]
+    if scores.shape != (n,):
+        raise InvalidInputError(
+            f"{who} returned scores of shape {scores.shape} for {n} pairs; a scorer must return one "
+            "number per (query, document) pair (use num_labels=1 for a cross-encoder)."
+        )
+    if not np.isfinite(scores).all():
+        raise InvalidInputError(f"{who} returned NaN or infinite scores.")
+    return scores
+
+
+class CallableScorer(BaseEncoder):
+    """Wrap a plain callable ``pairs -> scores`` (e.g. a cross-encoder's ``predict``)."""
+
+    def __init__(self, function: Callable[[list[tuple[str, str]]], Any]) -> None:
+        if not callable(function):
+            raise InvalidTypeError(
+                f"a scorer must be callable, got {type(function).__name__}. Pass a function "
+                "[(query, document), ...] -> scores, e.g. CrossEncoder(path).predict."
+            )
+        self.function = function
+
+    def score(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
+        pairs = [tuple(pair) for pair in pairs]
+        if not pairs:
+            return np.empty(0, dtype=np.float32)
+        return check_scores(self.function(pairs), len(pairs), f"scorer {self.function!r}")
+
+
+def _is_cross_encoder(obj: Any) -> bool:
+    return any(
+        cls.__name__ == "CrossEncoder" and cls.__module__.startswith("sentence_transformers")
+        for cls in type(obj).__mro__
+    )
+
+
+def as_scorer(scorer: Any, name: str = "encoder") -> Any:
+    """Return an object with ``score(pairs, batch_size)`` for what a user passed:
+    a sentence-transformers ``CrossEncoder`` or its bound ``predict`` (pickled by
+    reference), a library scorer, or any callable ``pairs -> scores``."""
+    if hasattr(scorer, "score") and isinstance(scorer, BaseEncoder):
+        return scorer
+    owner = getattr(scorer, "__self__", None)
+    model = owner if owner is not None and _is_cross_encoder(owner) else scorer if _is_cross_encoder(scorer) else None
+    if model is not None:
+        from .sentence_transformers import CrossEncoderScorer
+
+        return CrossEncoderScorer.from_model(model)
+    if callable(scorer):
+        return CallableScorer(scorer)
+    raise InvalidTypeError(
+        f"{name} must be a cross-encoder or a callable [(query, document), ...] -> scores, got "
+        f"{type(scorer).__name__}. Pass e.g. CrossEncoder(path).predict."
+    )
 
 
 class CallableEncoder(BaseEncoder):

@@ -16,9 +16,9 @@ import numpy as np
 from .._device import parse_device, resolve_torch_device, torch_load_device
 from .._validation import check_positive_int
 from ..exceptions import InvalidInputError, MissingDependencyError
-from .base import BaseEncoder, check_encoded
+from .base import BaseEncoder, check_encoded, check_scores
 
-__all__ = ["SentenceTransformerEncoder"]
+__all__ = ["SentenceTransformerEncoder", "CrossEncoderScorer"]
 
 
 def _import_sentence_transformers() -> Any:
@@ -110,7 +110,7 @@ class SentenceTransformerEncoder(BaseEncoder):
 
     @classmethod
     def from_model(cls, model: Any, embed_weights: bool = False) -> "SentenceTransformerEncoder":
-        """Wrap a loaded ``SentenceTransformer`` (what ``as_encoder`` does for ``model.encode``)."""
+        """Wrap a loaded model (what ``as_encoder`` does for ``model.encode``)."""
         reference = _model_reference(model)
         embed = embed_weights or reference is None
         if reference is None:
@@ -121,9 +121,14 @@ class SentenceTransformerEncoder(BaseEncoder):
                 UserWarning,
                 stacklevel=3,
             )
-        encoder = cls(reference or "<in-memory model>", device=_model_device(model), embed_weights=embed)
+        encoder = cls(reference or "<in-memory model>", device=_model_device(model), embed_weights=embed, **cls._options_of(model))
         encoder._model = model
         return encoder
+
+    @classmethod
+    def _options_of(cls, model: Any) -> dict[str, Any]:
+        """Constructor options read off a loaded model (subclasses add theirs)."""
+        return {}
 
     # -- the model ------------------------------------------------------------------------
     @property
@@ -139,11 +144,11 @@ class SentenceTransformerEncoder(BaseEncoder):
             device = torch_load_device(self._saved_device)
         else:
             device = resolve_torch_device(self.device)
+        model_class = getattr(st, self._model_class)
+        options = {"device": device, "trust_remote_code": self.trust_remote_code, **self._load_options()}
         if self._weights is None:
             try:
-                return st.SentenceTransformer(
-                    self.model_name_or_path, device=device, trust_remote_code=self.trust_remote_code
-                )
+                return model_class(self.model_name_or_path, **options)
             except (OSError, ValueError) as error:
                 raise MissingDependencyError(
                     f"cannot load the sentence-transformers model {self.model_name_or_path!r} "
@@ -157,9 +162,15 @@ class SentenceTransformerEncoder(BaseEncoder):
                 path = Path(folder, name)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
-            return st.SentenceTransformer(folder, device=device, trust_remote_code=self.trust_remote_code)
+            return model_class(folder, **options)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    _model_class = "SentenceTransformer"
+
+    def _load_options(self) -> dict[str, Any]:
+        """Extra keyword arguments of the model class (subclasses add theirs)."""
+        return {}
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         texts = list(texts)
@@ -215,3 +226,60 @@ class SentenceTransformerEncoder(BaseEncoder):
         self._saved_device = state.pop("saved_device")
         self.__dict__.update(state)
         self._model = None
+
+
+class CrossEncoderScorer(SentenceTransformerEncoder):
+    """Score (query, document) pairs with a sentence-transformers ``CrossEncoder``.
+
+    Pickled like :class:`SentenceTransformerEncoder`: by reference, or with
+    ``embed_weights=True`` with the model's files (needed to keep a head that
+    exists only in memory, e.g. one just initialised or fine-tuned).
+
+    Parameters
+    ----------
+    model_name_or_path, device, batch_size, embed_weights, trust_remote_code
+        As for :class:`SentenceTransformerEncoder`.
+    num_labels
+        Passed to ``CrossEncoder`` (1 for a relevance score).
+    """
+
+    _model_class = "CrossEncoder"
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike,
+        device: str = "auto",
+        batch_size: int = 32,
+        embed_weights: bool = False,
+        trust_remote_code: bool = False,
+        num_labels: int | None = None,
+    ) -> None:
+        super().__init__(
+            model_name_or_path, device=device, batch_size=batch_size, embed_weights=embed_weights,
+            trust_remote_code=trust_remote_code,
+        )
+        self.num_labels = num_labels
+
+    @classmethod
+    def _options_of(cls, model: Any) -> dict[str, Any]:
+        labels = getattr(model, "num_labels", None)
+        return {"num_labels": labels} if isinstance(labels, int) else {}
+
+    def _load_options(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels} if self.num_labels is not None else {}
+
+    def score(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
+        """One relevance score per ``(query, document)`` pair, as a float32 vector."""
+        pairs = [tuple(pair) for pair in pairs]
+        if not pairs:
+            return np.empty(0, dtype=np.float32)
+        scores = self.model.predict(
+            pairs, batch_size=batch_size or self.batch_size, show_progress_bar=False, convert_to_numpy=True
+        )
+        return check_scores(scores, len(pairs), f"CrossEncoder {self.model_name_or_path!r}")
+
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        raise InvalidInputError("a cross-encoder scores (query, document) pairs: call score(pairs).")
+
+    def __call__(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:  # type: ignore[override]
+        return self.score(pairs, batch_size=batch_size)

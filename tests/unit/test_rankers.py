@@ -81,3 +81,83 @@ def test_re_adding_a_document_re_encodes_it(documents):
     ranker.add([{"id": 4, "title": "Nantes"}], show_progress=False)
     assert ranker("Lyon", documents=documents)[0]["id"] != 4
     assert len(ranker) == len(documents)
+
+
+def word_overlap(pairs):
+    return [len(set(q.lower().split()) & set(d.lower().split())) for q, d in pairs]
+
+
+class FakeCrossEncoder:
+    """Looks like sentence_transformers.CrossEncoder; refuses to be pickled."""
+
+    num_labels = 1
+    device = "cuda:0"
+    model_card_data = None
+
+    def __getitem__(self, position):
+        config = type("Config", (), {"_name_or_path": "/models/my-cross-encoder"})()
+        return type("Module", (), {"auto_model": type("Auto", (), {"config": config})()})()
+
+    def predict(self, pairs, batch_size=32, show_progress_bar=None, convert_to_numpy=True):
+        return np.asarray(word_overlap(pairs), dtype=np.float32)
+
+    def __reduce__(self):
+        raise TypeError("the cross-encoder model reached a pickle")
+
+
+FakeCrossEncoder.__name__ = "CrossEncoder"
+FakeCrossEncoder.__module__ = "sentence_transformers.cross_encoder"
+
+
+def test_cross_encoder_scores_pairs_in_batches(documents):
+    calls = []
+
+    def scorer(pairs):
+        calls.append(len(pairs))
+        return word_overlap(pairs)
+
+    ranker = rank.CrossEncoder(on=["title", "article"], encoder=scorer, k=2, batch_size=4)
+    ranked = ranker(["Bordeaux wine", "capital of France"], documents=[documents, documents])
+    assert calls == [4, 4, 4]  # 12 pairs, 4 at a time
+    assert ranked[0][0]["id"] == 2 and ranked[1][0]["id"] == 0
+    assert ranked[0][0]["similarity"] == 2.0 and type(ranked[0][0]["similarity"]) is float
+
+
+def test_cross_encoder_reads_added_documents_for_bare_hits(documents):
+    ranker = rank.CrossEncoder(on="article", encoder=word_overlap, key="id").add(documents)
+    hits = ranker("red wine", documents=[{"id": 2, "similarity": 0.1}, {"id": 0, "similarity": 0.9}])
+    assert [hit["id"] for hit in hits] == [2, 0]
+    with pytest.raises(UnknownKeyError, match="cross_encoder.add"):
+        ranker("red wine", documents=[{"id": 99}])
+    with pytest.raises(InvalidInputError, match="key="):
+        rank.CrossEncoder(on="article", encoder=word_overlap).add(documents)
+
+
+def test_cross_encoder_in_a_pipeline(documents):
+    from cherche_faiss import retrieve
+
+    search = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=4) + documents + rank.CrossEncoder(
+        on=["title", "article"], encoder=word_overlap, k=1
+    )
+    assert search("Lyon food")[0]["title"] == "Lyon"
+
+
+def test_sentence_transformers_cross_encoder_pickles_by_reference():
+    import pickle
+
+    from cherche_faiss.encoders import CrossEncoderScorer
+
+    model = FakeCrossEncoder()
+    ranker = rank.CrossEncoder(on="title", encoder=model.predict)
+    assert isinstance(ranker.encoder, CrossEncoderScorer)
+    assert ranker.encoder.num_labels == 1 and ranker.encoder.device == "cuda:0"
+    assert ranker("Paris", documents=[{"id": 1, "title": "Lyon"}, {"id": 0, "title": "Paris"}])[0]["id"] == 0
+    data = pickle.dumps(ranker)  # the fake model raises if it gets in
+    restored = pickle.loads(data)
+    assert restored.encoder.model_name_or_path == "/models/my-cross-encoder" and restored.encoder._model is None
+
+
+def test_scorer_output_is_validated(documents):
+    ranker = rank.CrossEncoder(on="title", encoder=lambda pairs: [1.0])
+    with pytest.raises(InvalidInputError, match="one number per"):
+        ranker("x", documents=documents[:2])

@@ -1,0 +1,116 @@
+"""Re-rank candidates with a cross-encoder that reads (query, document) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .._state import Component
+from .._validation import as_documents, as_queries, check_k, check_on, check_positive_int, document_texts
+from ..compose.pipeline import ComposeMixin
+from ..encoders.base import as_scorer
+from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
+
+__all__ = ["CrossEncoder"]
+
+
+class CrossEncoder(ComposeMixin, Component):
+    """Rank candidates by a cross-encoder's score of each (query, document text) pair.
+
+    The text of a candidate is its ``on`` fields joined by spaces; candidates
+    that carry only their key (a retriever's hits) are looked up among the
+    documents given to :meth:`add` (which needs ``key``), or put
+    ``+ documents`` before the cross-encoder in the pipeline, as in Cherche.
+    Every pair of a batch of queries is scored in batches of ``batch_size``.
+
+    Parameters
+    ----------
+    on
+        Field(s) of the documents read by the cross-encoder.
+    encoder
+        A sentence-transformers ``CrossEncoder`` or its ``predict`` method
+        (pickled by reference), or any callable ``[(query, text), ...] -> scores``.
+    k
+        Default number of hits kept (``None``: every candidate).
+    batch_size
+        Pairs scored per call of the model.
+    key
+        Field holding each document's id (needed by :meth:`add`).
+
+    Examples
+    --------
+    >>> from cherche_faiss import rank
+    >>> def overlap(pairs):  # a deterministic stand-in for a cross-encoder
+    ...     return [len(set(q.lower().split()) & set(d.lower().split())) for q, d in pairs]
+    >>> ranker = rank.CrossEncoder(on="title", encoder=overlap, k=1)
+    >>> ranker("wine of Bordeaux", documents=[{"id": 0, "title": "Paris"}, {"id": 1, "title": "Bordeaux wine"}])
+    [{'id': 1, 'title': 'Bordeaux wine', 'similarity': 2.0}]
+    """
+
+    _role = "ranker"
+
+    def __init__(self, on: Any, encoder: Any, k: int | None = None, batch_size: int = 64, key: str | None = None) -> None:
+        self.on = check_on(on)
+        self.encoder = as_scorer(encoder)
+        self.k = check_k(k)
+        self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=False)
+        self.key = key
+        self._texts: dict[Hashable, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def _repr_extra(self) -> dict[str, Any]:
+        return {"documents": len(self)}
+
+    def add(self, documents: list[Mapping], **kwargs: Any) -> "CrossEncoder":
+        """Remember the text of ``documents`` so that hits holding only a key can be scored."""
+        if self.key is None:
+            raise InvalidInputError(
+                "CrossEncoder.add needs the documents' key field: build it with key='id' (or map hits to "
+                "documents with `pipeline + documents` before the cross-encoder)."
+            )
+        documents = as_documents(documents, self.key, self.on)
+        self._texts.update(zip((document[self.key] for document in documents), document_texts(documents, self.on)))
+        return self
+
+    def _text(self, hit: Any, query_number: int) -> str:
+        if not isinstance(hit, Mapping):
+            raise InvalidTypeError(f"candidate {hit!r} of query {query_number} is not a dict.")
+        if all(field in hit for field in self.on):
+            return " ".join(str(hit[field]) for field in self.on)
+        if self.key is not None and hit.get(self.key) in self._texts:
+            return self._texts[hit[self.key]]
+        raise UnknownKeyError(
+            f"candidate {hit!r} of query {query_number} has none of the fields {self.on} and is not among "
+            "the documents added to this cross-encoder. Pass whole documents (retriever + documents + "
+            "cross_encoder) or call cross_encoder.add(documents) with key= set."
+        )
+
+    def __call__(self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+        queries, single = as_queries(q)
+        candidates = [documents] if single else documents
+        if not isinstance(candidates, list) or len(candidates) != len(queries) or not all(isinstance(c, list) for c in candidates):
+            raise InvalidInputError(
+                f"got {len(queries)} queries: pass documents as one list of candidate dicts per query."
+            )
+        k = check_k(k) or self.k
+        batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
+        pairs = [
+            (query, self._text(hit, number))
+            for number, (query, hits) in enumerate(zip(queries, candidates))
+            for hit in hits
+        ]
+        scores = np.concatenate(
+            [self.encoder.score(pairs[start : start + batch_size], batch_size=batch_size) for start in range(0, len(pairs), batch_size)]
+            or [np.empty(0, dtype=np.float32)]
+        )
+        ranked, start = [], 0
+        for hits in candidates:
+            query_scores = scores[start : start + len(hits)]
+            start += len(hits)
+            order = np.argsort(-query_scores, kind="stable")[:k]
+            ranked.append([{**hits[i], "similarity": s} for i, s in zip(order.tolist(), query_scores[order].tolist())])
+        return ranked[0] if single else ranked
