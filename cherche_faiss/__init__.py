@@ -10,7 +10,7 @@ Importing the package is cheap: FAISS, torch and sentence-transformers are
 imported the first time they are needed.
 """
 
-from . import compose, data, encoders, exceptions, index, rank, retrieve
+from . import compose, data, encoders, evaluate, exceptions, index, rank, retrieve
 from ._version import __version__
 from .compose import Pipeline
 from .persist import load_pickle
@@ -20,6 +20,7 @@ __all__ = [
     "compose",
     "data",
     "encoders",
+    "evaluate",
     "exceptions",
     "index",
     "rank",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ._version import __version__
 
@@ -21,7 +22,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--query", action="append", dest="queries", help="a query to answer (repeatable)")
     demo.add_argument("--keep", metavar="PATH", help="keep the pickle at PATH instead of a temporary file")
+    evaluate = commands.add_parser("evaluate", help="evaluate pipelines on a BEIR-format folder and print a table")
+    evaluate.add_argument("folder", help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv (gzip accepted)")
+    evaluate.add_argument(
+        "--pipeline", action="append", dest="pipelines",
+        help="bm25, tfidf, encoder, 'bm25|encoder' or 'bm25+encoder' (repeatable; default bm25)",
+    )
+    evaluate.add_argument("--model", help="sentence-transformers model name or folder (default: the offline MiniLM)")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100])
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from .data import load_beir, minilm_path
+    from .encoders import SentenceTransformerEncoder
+    from .evaluate import evaluate
+    from .evaluate.recipes import RECIPES, MemoEncoder, build
+
+    dataset = load_beir(args.folder, split=args.split)
+    names = args.pipelines or ["bm25"]
+    encoder = None
+    if any(RECIPES.get(name, (None, False))[1] for name in names):
+        # One model, each text encoded once for every recipe of this run.
+        encoder = MemoEncoder(SentenceTransformerEncoder(args.model or minilm_path(), normalize_embeddings=True))
+    rows = []
+    for name in names:
+        started = time.perf_counter()
+        pipeline = build(name, dataset.corpus, encoder, k=max(args.ks))
+        built = time.perf_counter() - started
+        scores = evaluate(pipeline, dataset.queries, dataset.qrels, ks=tuple(args.ks), show_progress=False)
+        rows.append({"pipeline": name, "build_s": built, "search_s": time.perf_counter() - started - built, **scores})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    columns = [f"ndcg@{k}" for k in args.ks] + [f"recall@{k}" for k in args.ks] + ["mrr@10" if 10 in args.ks else f"mrr@{args.ks[-1]}"]
+    print(f"{Path(args.folder).name} ({args.split}: {rows[0]['queries']} queries, {len(dataset.corpus)} documents)\n")
+    print("| pipeline | " + " | ".join(columns) + " | build s | search s |")
+    print("|---|" + "---:|" * (len(columns) + 2))
+    for row in rows:
+        print(f"| {row['pipeline']} | " + " | ".join(f"{row[c]:.4f}" for c in columns) + f" | {row['build_s']:.1f} | {row['search_s']:.1f} |")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(queries=args.queries, keep=args.keep)
+    if args.command == "evaluate":
+        return _evaluate(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "DeviceUnavailableError",
     "IncompatibleStateError",
     "CorruptFileError",
+    "MissingFileError",
     "InconsistentVersionWarning",
     "DeviceFallbackWarning",
 ]
@@ -65,6 +66,10 @@ class IncompatibleStateError(CherFaissError, ValueError):
 
 class CorruptFileError(CherFaissError, ValueError):
     """Saved bytes are truncated, altered or not a cherche_faiss file at all."""
+
+
+class MissingFileError(CherFaissError, FileNotFoundError):
+    """A file a loader needs is not there."""
 
 
 class InconsistentVersionWarning(UserWarning):
