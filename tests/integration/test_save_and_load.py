@@ -135,3 +135,28 @@ def test_demo_command_runs_the_main_job():
     assert "pickle size" in text and "load in fresh process" in text
     with pytest.raises(SystemExit):
         main(["--version"])
+
+
+def test_real_cross_encoder_ranks_and_pickles(towns):
+    """No cross-encoder model is packaged: MiniLM with a fresh (untrained) one-label head
+    exercises the real CrossEncoder code path; its scores mean nothing."""
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    from cherche_faiss.encoders import CrossEncoderScorer
+
+    model = STCrossEncoder(data.minilm_path(), num_labels=1, device="cpu")
+    by_reference = rank.CrossEncoder(on=["title", "article"], encoder=model.predict, k=3)
+    assert isinstance(by_reference.encoder, CrossEncoderScorer) and by_reference.encoder.num_labels == 1
+    assert len(pickle.dumps(by_reference)) < 2_000
+    # The untrained head exists only in memory: embed the weights to carry it.
+    embedded = rank.CrossEncoder(
+        on=["title", "article"], encoder=CrossEncoderScorer.from_model(model, embed_weights=True), k=3
+    )
+    candidates = towns[:12]
+    hits = embedded(["wine", "metro"], documents=[candidates, candidates])
+    assert [len(h) for h in hits] == [3, 3] and all(type(hit["similarity"]) is float for hit in hits[0])
+    restored = pickle.loads(pickle.dumps(embedded))
+    again = restored(["wine", "metro"], documents=[candidates, candidates])
+    assert [[h["id"] for h in q] for q in again] == [[h["id"] for h in q] for q in hits]
+    for before, after in zip(hits, again):
+        np.testing.assert_allclose([h["similarity"] for h in after], [h["similarity"] for h in before], rtol=1e-4, atol=1e-5)
