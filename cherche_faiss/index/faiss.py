@@ -99,6 +99,7 @@ class FaissIndex(Component):
         self._keys: list[Any] = []  # FAISS id -> key; removed ids hold _REMOVED
         self._ids: dict[Hashable, int] = {}
         self._flat: tuple[np.ndarray, np.ndarray] | None = None  # see _flat_storage
+        self._rows_by_id: np.ndarray | None = None  # see _row_of_id
         if not isinstance(factory, str):
             self._adopt(factory)
         elif self.dimension is not None:
@@ -135,6 +136,7 @@ class FaissIndex(Component):
             )
         self._index = self._with_ids(index)
         self._flat = None
+        self._rows_by_id = None
         self._place()
 
     def _build(self, dimension: int) -> None:
@@ -149,6 +151,7 @@ class FaissIndex(Component):
             ) from None
         self._index = self._with_ids(index)
         self._flat = None
+        self._rows_by_id = None
         self._place()
 
     @staticmethod
@@ -253,6 +256,7 @@ class FaissIndex(Component):
         start = len(self._keys)
         ids = np.arange(start, start + len(keys), dtype=np.int64)
         self._flat = None
+        self._rows_by_id = None
         self._index.add_with_ids(matrix, ids)
         self._keys.extend(keys)
         self._ids.update(zip(keys, range(start, start + len(keys))))
@@ -305,6 +309,7 @@ class FaissIndex(Component):
     def _remove_ids(self, ids: np.ndarray, replacing: bool = False) -> None:
         faiss = _faiss()
         self._flat = None
+        self._rows_by_id = None
         try:
             removed = self._index.remove_ids(faiss.IDSelectorBatch(ids))
         except RuntimeError:
@@ -376,23 +381,49 @@ class FaissIndex(Component):
             keys.append([keys_by_id[i] for i in id_row[:found]])
         return similarities, keys
 
+    def ids_of(self, keys: Iterable[Hashable]) -> np.ndarray:
+        """FAISS ids of ``keys`` as an int64 array, -1 for keys not in the index."""
+        get = self._ids.get
+        return np.fromiter((get(key, -1) for key in keys), dtype=np.int64)
+
     def reconstruct(self, keys: Sequence[Hashable]) -> np.ndarray:
         """The stored (normalised) vectors of ``keys``, as a ``(n, d)`` float32 array."""
         self._check_indexed()
-        try:
-            ids = np.fromiter((self._ids[key] for key in keys), dtype=np.int64, count=len(keys))
-        except KeyError as error:
-            raise UnknownKeyError(
-                f"key {error.args[0]!r} is not in the index; add its vector first."
-            ) from None
+        ids = self.ids_of(keys)
+        if (ids < 0).any():
+            missing = [key for key, id_ in zip(keys, ids.tolist()) if id_ < 0][:5]
+            raise UnknownKeyError(f"keys {missing} are not in the index; add their vectors first.")
+        return self.reconstruct_ids(ids)
+
+    def reconstruct_ids(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of FAISS ids (from :meth:`ids_of`; all must be present)."""
+        source, rows = self.vector_rows(ids)
+        return source[rows]
+
+    def vector_rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(source, rows)`` with ``source[rows]`` the vectors of ``ids``.
+
+        For a flat index on the CPU ``source`` is a zero-copy view of FAISS'
+        storage, so callers can read a few rows at a time instead of copying
+        all of them; otherwise the vectors are reconstructed.
+        """
         if len(ids) == 0:
-            return np.empty((0, self.d), dtype=np.float32)
+            return np.empty((0, self.d or 0), dtype=np.float32), np.empty(0, dtype=np.int64)
         flat = self._flat_storage()
         if flat is not None:
             vectors, id_map = flat
-            # Ids are handed out in increasing order and FAISS keeps flat storage in insertion
-            # order, so the id map is sorted and a binary search finds each row.
-            return vectors[np.searchsorted(id_map, ids)]
+            return vectors, self._row_of_id(id_map)[ids]
+        return self._reconstruct_batch(ids), np.arange(len(ids))
+
+    def _row_of_id(self, id_map: np.ndarray) -> np.ndarray:
+        """Row of each FAISS id in flat storage (-1 for removed ids), cached with the view."""
+        if self._rows_by_id is None:
+            rows = np.full(len(self._keys), -1, dtype=np.int64)
+            rows[id_map] = np.arange(len(id_map))
+            self._rows_by_id = rows
+        return self._rows_by_id
+
+    def _reconstruct_batch(self, ids: np.ndarray) -> np.ndarray:
         faiss = _faiss()
         ivf = faiss.try_extract_index_ivf(self._index)
         if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
@@ -438,6 +469,7 @@ class FaissIndex(Component):
         if target != self._device and self._index is not None:
             cpu_index = self._cpu_index()
             self._flat = None
+            self._rows_by_id = None
             self._device = target
             self._index = cpu_index
             self._place()
@@ -454,7 +486,7 @@ class FaissIndex(Component):
     _state_version = 1
 
     def _get_state(self) -> dict[str, Any]:
-        state = {name: value for name, value in self.__dict__.items() if name not in ("_index", "_flat")}
+        state = {name: value for name, value in self.__dict__.items() if name not in ("_index", "_flat", "_rows_by_id")}
         if self._index is None:
             state["index_bytes"] = None
         else:
@@ -471,6 +503,7 @@ class FaissIndex(Component):
         self.__dict__.update(state)
         self._index = None
         self._flat = None
+        self._rows_by_id = None
         self._device = "cpu"
         if data is not None:
             data = np.frombuffer(memoryview(data), dtype=np.uint8)

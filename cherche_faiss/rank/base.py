@@ -18,39 +18,30 @@ __all__ = ["Ranker", "rank_candidates"]
 
 
 def rank_candidates(
-    key: str,
     query_vectors: np.ndarray,
     candidates: list[list[Mapping]],
-    index: FaissIndex,
+    source: np.ndarray,
+    rows: np.ndarray,
     k: int | None,
 ) -> list[list[dict]]:
     """Score every candidate of every query and keep the ``k`` best of each.
 
-    Candidates' vectors are gathered once per distinct key, then every
-    (query, candidate) pair is scored in one vectorised pass.
+    ``source[rows]`` are the candidates' vectors, in the order of
+    ``candidates`` flattened. Each query's candidates are read and scored with
+    one matrix-vector product: a few rows at a time stay in cache (gathering
+    all of them at once costs more than the arithmetic), and a query scores
+    exactly the same alone or in a batch.
     """
-    sizes = [len(hits) for hits in candidates]
-    if sum(sizes) == 0:
-        return [[] for _ in candidates]
-    flat_keys = [hit[key] for hits in candidates for hit in hits]
-    position: dict[Hashable, int] = {}
-    for candidate_key in flat_keys:
-        position.setdefault(candidate_key, len(position))
-    vectors = index.reconstruct(list(position))
-    rows = np.fromiter((position[candidate_key] for candidate_key in flat_keys), dtype=np.int64, count=len(flat_keys))
-    columns = np.repeat(np.arange(len(candidates)), sizes)
-    # One dot product per (query, candidate) pair, each summed in the same order whatever the
-    # batch: a query scores exactly the same alone or in a batch (a matrix product would not).
-    scores = np.einsum("ij,ij->i", vectors[rows], query_vectors[columns])
-    ranked = []
-    start = 0
-    for hits, size in zip(candidates, sizes):
-        query_scores = scores[start : start + size]
+    ranked, start = [], 0
+    for query_vector, hits in zip(query_vectors, candidates):
+        size = len(hits)
+        if size == 0:
+            ranked.append([])
+            continue
+        scores = source[rows[start : start + size]] @ query_vector
         start += size
-        order = np.argsort(-query_scores, kind="stable")[:k]
-        ranked.append(
-            [{**hits[i], "similarity": similarity} for i, similarity in zip(order.tolist(), query_scores[order].tolist())]
-        )
+        order = np.argsort(-scores, kind="stable")[:k]
+        ranked.append([{**hits[i], "similarity": value} for i, value in zip(order.tolist(), scores[order].tolist())])
     return ranked
 
 
@@ -101,20 +92,29 @@ class Ranker(ComposeMixin, Component):
                     f"candidates of query {query_number} must be a list of dicts, got {type(hits).__name__}. "
                     "For one query pass a list of dicts; for several, a list of such lists."
                 )
-            for hit in hits:
-                if not isinstance(hit, Mapping) or self.key not in hit:
-                    raise InvalidInputError(
-                        f"candidate {hit!r} of query {query_number} is not a dict with the key field "
-                        f"{self.key!r}. Pass the hits of a retriever or whole documents."
-                    )
         return documents
 
-    def _unknown(self, candidates: list[list[Mapping]]) -> list[Mapping]:
-        unknown: dict[Hashable, Mapping] = {}
-        for hits in candidates:
+    def _candidate_ids(self, candidates: list[list[Mapping]]) -> np.ndarray:
+        """FAISS ids of every candidate, flattened (-1: unknown to the ranker)."""
+        key, get = self.key, self.index._ids.get
+        try:
+            return np.fromiter((get(hit[key], -1) for hits in candidates for hit in hits), dtype=np.int64)
+        except (TypeError, KeyError, IndexError):
+            pass  # find the culprit for a clear message
+        for query_number, hits in enumerate(candidates):
             for hit in hits:
-                if hit[self.key] not in self.index and hit[self.key] not in unknown:
-                    unknown[hit[self.key]] = hit
+                if not isinstance(hit, Mapping) or key not in hit:
+                    raise InvalidInputError(
+                        f"candidate {hit!r} of query {query_number} is not a dict with the key field "
+                        f"{key!r}. Pass the hits of a retriever or whole documents."
+                    )
+        raise InvalidTypeError(f"a candidate's {key!r} value is not hashable; keys must be int, str, tuple ...")
+
+    def _unknown(self, candidates: list[list[Mapping]], ids: np.ndarray) -> list[Mapping]:
+        flat = [hit for hits in candidates for hit in hits]
+        unknown: dict[Hashable, Mapping] = {}
+        for position in np.flatnonzero(ids < 0).tolist():
+            unknown.setdefault(flat[position][self.key], flat[position])
         return list(unknown.values())
 
     def _learn(self, unknown: list[Mapping], batch_size: int) -> None:
@@ -125,13 +125,15 @@ class Ranker(ComposeMixin, Component):
         )
 
     def _rank_batch(self, query_vectors: np.ndarray, candidates: list[list[Mapping]], k: int | None, batch_size: int) -> list[list[dict]]:
-        unknown = self._unknown(candidates)
-        if unknown:
-            self._learn(unknown, batch_size)
-        if not any(candidates):
+        ids = self._candidate_ids(candidates)
+        if len(ids) == 0:
             return [[] for _ in candidates]
+        if (ids < 0).any():
+            self._learn(self._unknown(candidates, ids), batch_size)
+            ids = self._candidate_ids(candidates)
         query_vectors = self.index.prepare(query_vectors, "query embeddings")
-        return rank_candidates(self.key, query_vectors, candidates, self.index, k)
+        source, rows = self.index.vector_rows(ids)
+        return rank_candidates(query_vectors, candidates, source, rows, k)
 
     def _encode_queries(self, queries: list[str], batch_size: int) -> np.ndarray:
         raise NotImplementedError

@@ -129,6 +129,7 @@ class TfIdf(Retriever):
         self._rows: dict[Hashable, int] = {}
         self._matrix: Any = None  # CSR (documents, vocabulary), float32
         self._matrix_t: Any = None  # its transpose, cached for searches
+        self._fast: tuple | None = None  # see _fast_transform
         if documents is not None:
             self.add(documents)
 
@@ -176,12 +177,64 @@ class TfIdf(Retriever):
         self._keys = old_keys + keys
         self._rows = {key: row for row, key in enumerate(self._keys)}
         self._matrix_t = None
+        self._fast = None
         return self
+
+    def _query_matrix(self, queries: list[str]) -> Any:
+        """TF-IDF rows of ``queries``, the same as ``self.tfidf.transform`` gives.
+
+        scikit-learn's ``transform`` validates its input at every call, which
+        costs more than the work for a single short query; for the standard
+        settings this computes the rows directly (counts, times idf, L2 norm).
+        """
+        import scipy.sparse as sp
+
+        fast = self._fast_transform()
+        if fast is None:
+            return sp.csr_matrix(self.tfidf.transform(queries), dtype=np.float32)
+        analyzer, vocabulary, idf = fast
+        indptr, indices, data = [0], [], []
+        for query in queries:
+            counts: dict[int, int] = {}
+            for gram in analyzer(query):
+                column = vocabulary.get(gram)
+                if column is not None:
+                    counts[column] = counts.get(column, 0) + 1
+            columns = np.fromiter(sorted(counts), dtype=np.int32, count=len(counts))
+            weights = np.fromiter((counts[c] for c in columns.tolist()), dtype=np.float64, count=len(counts)) * idf[columns]
+            norm = np.sqrt(weights @ weights)
+            indices.append(columns)
+            data.append((weights / norm if norm > 0 else weights).astype(np.float32))
+            indptr.append(indptr[-1] + len(columns))
+        return sp.csr_matrix(
+            (np.concatenate(data), np.concatenate(indices), np.asarray(indptr)),
+            shape=(len(queries), len(vocabulary)),
+        )
+
+    def _fast_transform(self) -> tuple[Any, dict, np.ndarray] | None:
+        """``(analyzer, vocabulary, idf)`` when the direct path matches the vectorizer's settings."""
+        if self._fast is not None:
+            return self._fast or None
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = self.tfidf
+        standard = (
+            type(vectorizer) is TfidfVectorizer
+            and vectorizer.norm == "l2"
+            and vectorizer.use_idf
+            and not vectorizer.sublinear_tf
+            and not vectorizer.binary
+        )
+        if standard:
+            self._fast = (vectorizer.build_analyzer(), vectorizer.vocabulary_, np.asarray(vectorizer.idf_, dtype=np.float64))
+        else:
+            self._fast = ()
+        return self._fast or None
 
     def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
         if self._matrix_t is None:
             self._matrix_t = self._matrix.T.tocsr()
-        scores = (self.tfidf.transform(queries).astype(np.float32) @ self._matrix_t).tocsr()
+        scores = (self._query_matrix(queries) @ self._matrix_t).tocsr()
         rows, values = top_k_sparse(scores, k)
         keys = self._keys
         return [
@@ -193,6 +246,7 @@ class TfIdf(Retriever):
         state = dict(self.__dict__)
         state["_matrix_t"] = None  # derived; rebuilt on the first search
         state["_rows"] = None
+        state["_fast"] = None
         return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
