@@ -206,3 +206,12 @@ def test_bm25_character_ngrams_match_partial_words(documents):
 def test_bm25_rejects_unknown_tokenizer():
     with pytest.raises(InvalidInputError, match="tokenizer"):
         retrieve.BM25(key="id", on="title", tokenizer="sentencepiece")
+
+
+def test_tfidf_direct_query_rows_equal_scikit_learn(documents):
+    retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents)
+    queries = ["Bordeaux wine", "zzz", "", "the capital of France, Paris!"]
+    assert retriever._fast_transform() is not None  # the direct path is the one under test
+    direct = retriever._query_matrix(queries).toarray()
+    expected = retriever.tfidf.transform(queries).toarray()
+    np.testing.assert_allclose(direct, expected, rtol=1e-6, atol=1e-7)
