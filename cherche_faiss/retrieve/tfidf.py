@@ -22,44 +22,24 @@ def default_vectorizer() -> Any:
     return TfidfVectorizer(lowercase=True, analyzer="char_wb", ngram_range=(3, 7), dtype=np.float32)
 
 
-# Score matrices up to this many cells are ranked densely, in one vectorised pass.
+# Cells of the (queries x documents) score matrix filled at once: 16 Mi floats = 64 MiB.
 _DENSE_CELLS = 1 << 24
+# Up to this many posting entries a query is scored with numpy; beyond, with scipy.
+# Decided per query, so a query scores the same alone or in a batch.
+_BINCOUNT_POSTINGS = 1 << 15
 
 
-def top_k_sparse(scores: Any, k: int | None) -> tuple[list[list[int]], list[list[float]]]:
-    """Columns and values of the ``k`` largest positive entries of each row of a CSR matrix.
+def top_k_dense(scores: np.ndarray, k: int | None) -> tuple[list[list[int]], list[list[float]]]:
+    """Columns and values of the ``k`` largest positive entries of each row, best first.
 
-    Ties are broken by column number so that results are deterministic. Small
-    batches are ranked as a dense matrix with one ``argpartition`` over all
-    rows; larger ones row by row, touching only the non-zero entries.
+    Ties are broken by column number so that results are deterministic.
     """
-    n_rows, n_columns = scores.shape
-    if n_rows * n_columns <= _DENSE_CELLS:
-        return _top_k_dense(scores.toarray(), k)
-    rows, values = [], []
-    indptr, indices, data = scores.indptr, scores.indices, scores.data
-    for row in range(n_rows):
-        start, end = indptr[row], indptr[row + 1]
-        row_data, row_indices = data[start:end], indices[start:end]
-        positive = row_data > 0
-        if not positive.all():
-            row_data, row_indices = row_data[positive], row_indices[positive]
-        if k is not None and len(row_data) > k:
-            keep = np.argpartition(-row_data, k - 1)[:k]
-            row_data, row_indices = row_data[keep], row_indices[keep]
-        order = np.lexsort((row_indices, -row_data))
-        rows.append(row_indices[order].tolist())
-        values.append(row_data[order].tolist())
-    return rows, values
-
-
-def _top_k_dense(dense: np.ndarray, k: int | None) -> tuple[list[list[int]], list[list[float]]]:
-    n_columns = dense.shape[1]
+    n_columns = scores.shape[1]
     if k is not None and k < n_columns:
-        columns = np.sort(np.argpartition(-dense, k - 1, axis=1)[:, :k], axis=1)
+        columns = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
     else:
-        columns = np.broadcast_to(np.arange(n_columns), dense.shape)
-    values = np.take_along_axis(dense, columns, axis=1)
+        columns = np.broadcast_to(np.arange(n_columns), scores.shape)
+    values = np.take_along_axis(scores, columns, axis=1)
     # Columns are sorted, so a stable sort on the values breaks ties by column number.
     order = np.argsort(-values, axis=1, kind="stable")
     columns = np.take_along_axis(columns, order, axis=1)
@@ -69,6 +49,14 @@ def _top_k_dense(dense: np.ndarray, k: int | None) -> tuple[list[list[int]], lis
         [row[:n] for row, n in zip(columns.tolist(), found)],
         [row[:n] for row, n in zip(values.tolist(), found)],
     )
+
+
+def _gather_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenation of ``range(start, end)`` for each pair, vectorised."""
+    lengths = ends - starts
+    total = int(lengths.sum())
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return offsets + np.arange(total)
 
 
 class TfIdf(Retriever):
@@ -180,36 +168,53 @@ class TfIdf(Retriever):
         self._fast = None
         return self
 
-    def _query_matrix(self, queries: list[str]) -> Any:
-        """TF-IDF rows of ``queries``, the same as ``self.tfidf.transform`` gives.
+    def _query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """Columns and L2-normalised TF-IDF weights of ``query`` (as ``self.tfidf.transform``).
 
         scikit-learn's ``transform`` validates its input at every call, which
-        costs more than the work for a single short query; for the standard
-        settings this computes the rows directly (counts, times idf, L2 norm).
+        costs more than the work for one short query; for the standard settings
+        this computes the row directly: counts, times idf, L2 norm.
         """
-        import scipy.sparse as sp
-
         fast = self._fast_transform()
         if fast is None:
-            return sp.csr_matrix(self.tfidf.transform(queries), dtype=np.float32)
+            row = self.tfidf.transform([query]).tocsr()
+            return row.indices.astype(np.int64), row.data.astype(np.float64)
         analyzer, vocabulary, idf = fast
-        indptr, indices, data = [0], [], []
-        for query in queries:
-            counts: dict[int, int] = {}
-            for gram in analyzer(query):
-                column = vocabulary.get(gram)
-                if column is not None:
-                    counts[column] = counts.get(column, 0) + 1
-            columns = np.fromiter(sorted(counts), dtype=np.int32, count=len(counts))
-            weights = np.fromiter((counts[c] for c in columns.tolist()), dtype=np.float64, count=len(counts)) * idf[columns]
-            norm = np.sqrt(weights @ weights)
-            indices.append(columns)
-            data.append((weights / norm if norm > 0 else weights).astype(np.float32))
-            indptr.append(indptr[-1] + len(columns))
-        return sp.csr_matrix(
-            (np.concatenate(data), np.concatenate(indices), np.asarray(indptr)),
-            shape=(len(queries), len(vocabulary)),
-        )
+        counts: dict[int, int] = {}
+        for gram in analyzer(query):
+            column = vocabulary.get(gram)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * idf[columns]
+        norm = np.sqrt(weights @ weights)
+        return columns, weights / norm if norm > 0 else weights
+
+    def _scores(self, query: str, out: np.ndarray) -> None:
+        """Cosine similarity of ``query`` with every document, written into ``out``.
+
+        Each query term adds its weight times the term's posting list (a row of
+        the transposed document matrix): one ``bincount`` per query, no sparse
+        matrix objects on the way.
+        """
+        columns, weights = self._query_terms(query)
+        matrix_t = self._matrix_t
+        starts, ends = matrix_t.indptr[columns], matrix_t.indptr[columns + 1]
+        if int((ends - starts).sum()) > _BINCOUNT_POSTINGS:
+            # Long posting lists: scipy's sparse product accumulates them faster than numpy.
+            import scipy.sparse as sp
+
+            order = np.argsort(columns)
+            index_dtype = matrix_t.indices.dtype  # matching dtypes: scipy would copy the matrix otherwise
+            row = sp.csr_matrix(
+                (weights[order].astype(np.float32), columns[order].astype(index_dtype), np.array([0, len(columns)], dtype=index_dtype)),
+                shape=(1, matrix_t.shape[0]),
+            )
+            out[:] = (row @ matrix_t).toarray()[0]
+            return
+        positions = _gather_ranges(starts, ends)
+        contributions = matrix_t.data[positions] * np.repeat(weights, ends - starts)
+        out[:] = np.bincount(matrix_t.indices[positions], weights=contributions, minlength=len(self._keys))
 
     def _fast_transform(self) -> tuple[Any, dict, np.ndarray] | None:
         """``(analyzer, vocabulary, idf)`` when the direct path matches the vectorizer's settings."""
@@ -234,13 +239,20 @@ class TfIdf(Retriever):
     def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
         if self._matrix_t is None:
             self._matrix_t = self._matrix.T.tocsr()
-        scores = (self._query_matrix(queries) @ self._matrix_t).tocsr()
-        rows, values = top_k_sparse(scores, k)
-        keys = self._keys
-        return [
-            make_hits(self.key, [keys[row] for row in row_ids], similarities)
-            for row_ids, similarities in zip(rows, values)
-        ]
+        keys, n = self._keys, len(self._keys)
+        chunk = max(1, _DENSE_CELLS // n)
+        hits = []
+        for start in range(0, len(queries), chunk):
+            batch = queries[start : start + chunk]
+            scores = np.empty((len(batch), n), dtype=np.float32)
+            for row, query in enumerate(batch):
+                self._scores(query, scores[row])
+            rows, values = top_k_dense(scores, k)
+            hits.extend(
+                make_hits(self.key, [keys[i] for i in row_ids], similarities)
+                for row_ids, similarities in zip(rows, values)
+            )
+        return hits
 
     def _get_state(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -150,68 +150,51 @@ def test_bad_constructor_arguments():
         retrieve.Encoder(key="id", on="title", encoder=42)
 
 
-def test_tfidf_dense_and_sparse_top_k_agree(rng, monkeypatch):
-    import scipy.sparse as sp
+def test_tfidf_top_k_matches_a_sort(rng):
+    from cherche_faiss.retrieve.tfidf import top_k_dense
 
-    import cherche_faiss.retrieve.tfidf as tfidf_module
-
-    dense = rng.random((30, 200)).astype(np.float32)
-    dense[dense < 0.7] = 0
-    dense[:, 5] = dense[:, 6]  # ties, broken by column number on both paths
-    dense[3] = 0  # a query that matches nothing
-    scores = sp.csr_matrix(dense)
+    scores = rng.random((30, 200)).astype(np.float32)
+    scores[scores < 0.7] = 0
+    scores[:, 5] = scores[:, 6]  # ties, broken by column number
+    scores[3] = 0  # a query that matches nothing
     for k in (1, 7, 200, None):
-        dense_result = tfidf_module.top_k_sparse(scores, k)
-        monkeypatch.setattr(tfidf_module, "_DENSE_CELLS", 0)
-        sparse_result = tfidf_module.top_k_sparse(scores, k)
-        monkeypatch.undo()
-        assert dense_result == sparse_result
-        assert dense_result[0][3] == []
-        expected = sorted(range(200), key=lambda c: (-dense[0, c], c))[: k or 200]
-        assert dense_result[0][0] == [c for c in expected if dense[0, c] > 0]
+        rows, values = top_k_dense(scores, k)
+        assert rows[3] == [] and values[3] == []
+        for row in range(30):
+            expected = [c for c in sorted(range(200), key=lambda c: (-scores[row, c], c))[: k or 200] if scores[row, c] > 0]
+            assert rows[row] == expected
 
 
-def test_bm25_words_stems_and_stopwords(documents):
-    retriever = retrieve.BM25(key="id", on=["title", "article"], documents=documents)
-    assert ids(retriever("wines"))[0] == 2  # stemmed: wines -> wine
-    assert retriever("the of is") == []  # stop words only: nothing to match
-    assert retriever("zzzz") == []
-
-
-def test_bm25_scores_follow_the_formula():
-    documents = [{"id": 0, "text": "apple apple banana"}, {"id": 1, "text": "banana cherry"}, {"id": 2, "text": "cherry"}]
-    retriever = retrieve.BM25(key="id", on="text", documents=documents, stopwords=None, stemmer=None)
-    n, average = 3, (3 + 2 + 1) / 3
-    idf = np.log(1 + (n - 1 + 0.5) / (1 + 0.5))  # Lucene's idf, "apple" in one document
-    tf, length = 2, 3
-    expected = idf * tf / (tf + 1.5 * (1 - 0.75 + 0.75 * length / average))
-    hit = retriever("apple")
-    assert ids(hit) == [0] and hit[0]["similarity"] == pytest.approx(expected, rel=1e-5)
-
-
-def test_bm25_upsert_reindexes_the_corpus(documents):
-    retriever = retrieve.BM25(key="id", on=["title", "article"], documents=documents)
-    retriever.add([{"id": 2, "title": "Bordeaux", "article": "A port on the Garonne."}])
-    assert len(retriever) == len(documents) and retriever("wine") == []
-    retriever.add([{"id": 7, "title": "Nantes", "article": "Nantes makes muscadet wine."}])
-    assert ids(retriever("wine")) == [7]
-
-
-def test_bm25_character_ngrams_match_partial_words(documents):
-    words = retrieve.BM25(key="id", on="title", documents=documents, stemmer=None)
-    chars = retrieve.BM25(key="id", on="title", documents=documents, tokenizer="char")
-    assert words("bordea") == [] and ids(chars("bordea"))[0] == 2
-
-
-def test_bm25_rejects_unknown_tokenizer():
-    with pytest.raises(InvalidInputError, match="tokenizer"):
-        retrieve.BM25(key="id", on="title", tokenizer="sentencepiece")
+def test_tfidf_scores_equal_scikit_learn_cosine(documents):
+    retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents)
+    matrix = retriever.tfidf.transform([d["title"] + " " + d["article"] for d in documents])
+    for query in ["Bordeaux wine", "capital", "zz"]:
+        expected = (retriever.tfidf.transform([query]) @ matrix.T).toarray()[0]
+        hits = retriever(query)
+        assert [hit["id"] for hit in hits] == [i for i in sorted(range(6), key=lambda i: (-expected[i], i)) if expected[i] > 0]
+        np.testing.assert_allclose([hit["similarity"] for hit in hits], sorted(expected[expected > 0], reverse=True), rtol=1e-5)
 
 
 def test_tfidf_direct_query_rows_equal_scikit_learn(documents):
     retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents)
     queries = ["Bordeaux wine", "zzz", "", "the capital of France, Paris!"]
     assert retriever._fast_transform() is not None  # the direct path is the one under test
-    direct = retriever._query_matrix(queries).toarray()
-    expected = retriever.tfidf.transform(queries).toarray()
-    np.testing.assert_allclose(direct, expected, rtol=1e-6, atol=1e-7)
+    for query in queries:
+        columns, weights = retriever._query_terms(query)
+        direct = np.zeros(len(retriever.tfidf.vocabulary_))
+        direct[columns] = weights
+        expected = retriever.tfidf.transform([query]).toarray()[0]
+        np.testing.assert_allclose(direct, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_tfidf_both_scoring_paths_agree(documents, monkeypatch):
+    import cherche_faiss.retrieve.tfidf as tfidf_module
+
+    retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents)
+    queries = ["Bordeaux wine", "the capital of France", "zz"]
+    numpy_path = retriever(queries)
+    monkeypatch.setattr(tfidf_module, "_BINCOUNT_POSTINGS", -1)  # every query through scipy
+    scipy_path = retriever(queries)
+    assert [[h["id"] for h in q] for q in scipy_path] == [[h["id"] for h in q] for q in numpy_path]
+    for a, b in zip(scipy_path, numpy_path):
+        np.testing.assert_allclose([h["similarity"] for h in a], [h["similarity"] for h in b], rtol=1e-5)
