@@ -194,10 +194,23 @@ def test_tampered_index_bytes_raise_corrupt_file_error(rng):
     data[len(data) // 2] ^= 0xFF
     state["state"]["index_bytes"] = np.frombuffer(bytes(data), dtype=np.uint8)
     fresh = FaissIndex.__new__(FaissIndex)
-    with pytest.raises(CorruptFileError, match="SHA-256"):
+    with pytest.raises(CorruptFileError, match="checksum"):
         fresh.__setstate__(state)
 
 
 def test_repr_names_size_and_device(rng):
     index = FaissIndex(factory="Flat").add(unit_rows(rng, 3), ["a", "b", "c"])
     assert "size=3" in repr(index) and "on='cpu'" in repr(index) and "factory='Flat'" in repr(index)
+
+
+def test_checksum_covers_every_block(monkeypatch):
+    import cherche_faiss._checksum as checksum
+
+    monkeypatch.setattr(checksum, "_BLOCK", 1000)  # many blocks, hashed in threads
+    data = bytearray(np.random.default_rng(0).integers(0, 255, 10_500, dtype=np.uint8).tobytes())
+    before = checksum.block_crc32(bytes(data))
+    assert len(before) == 11
+    data[9_999] ^= 1
+    after = checksum.block_crc32(bytes(data))
+    assert [i for i, (a, b) in enumerate(zip(before, after)) if a != b] == [9]
+    assert checksum.block_crc32(bytes(data[:-1]))[-1] != after[-1]
