@@ -18,6 +18,7 @@ __all__ = [
     "as_documents",
     "document_texts",
     "as_matrix",
+    "documents_with_vectors",
 ]
 
 
@@ -134,3 +135,14 @@ def as_matrix(vectors: Any, name: str, dimension: int | None = None) -> np.ndarr
             f"{name} contain NaN or infinite values (rows {rows}). Check the encoder's output."
         )
     return np.ascontiguousarray(array)
+
+
+def documents_with_vectors(documents: Any, vectors: Any, key: str, owner: str) -> tuple[list, np.ndarray]:
+    """Keys and vectors given to an ``Embedding`` retriever or ranker's ``add``."""
+    if vectors is None:
+        raise InvalidInputError(
+            f"{owner}.add needs embeddings_documents: one vector per document, e.g. "
+            f"{owner.lower()}.add(documents, embeddings_documents=vectors)."
+        )
+    documents = as_documents(documents, key)
+    return [document[key] for document in documents], as_matrix(vectors, "embeddings_documents")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._validation import as_documents, as_matrix, check_k, check_positive_int
-from ..exceptions import InvalidInputError
+from .._validation import as_matrix, check_k, check_positive_int, documents_with_vectors
 from .base import Ranker
 
 __all__ = ["Embedding"]
@@ -39,13 +38,8 @@ class Embedding(Ranker):
         Embedding
             ``self``.
         """
-        if embeddings_documents is None:
-            raise InvalidInputError(
-                "Embedding.add needs embeddings_documents: one vector per document, e.g. "
-                "ranker.add(documents, embeddings_documents=vectors)."
-            )
-        documents = as_documents(documents, self.key)
-        self.index.add(as_matrix(embeddings_documents, "embeddings_documents"), [d[self.key] for d in documents])
+        keys, vectors = documents_with_vectors(documents, embeddings_documents, self.key, "ranker")
+        self.index.add(vectors, keys)
         return self
 
     def __call__(self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._batching import batches
-from .._validation import as_documents, as_matrix, check_k, check_positive_int
-from ..exceptions import InvalidInputError
+from .._validation import as_matrix, check_k, check_positive_int, documents_with_vectors
 from ._dense import DenseRetriever
 
 __all__ = ["Embedding"]
@@ -48,14 +46,8 @@ class Embedding(DenseRetriever):
         Embedding
             ``self``.
         """
-        if embeddings_documents is None:
-            raise InvalidInputError(
-                "Embedding.add needs embeddings_documents: one vector per document, e.g. "
-                "retriever.add(documents, embeddings_documents=vectors)."
-            )
-        documents = as_documents(documents, self.key)
-        vectors = as_matrix(embeddings_documents, "embeddings_documents")
-        self.index.add(vectors, [document[self.key] for document in documents])
+        keys, vectors = documents_with_vectors(documents, embeddings_documents, self.key, "retriever")
+        self.index.add(vectors, keys)
         return self
 
     def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
