@@ -1,5 +1,5 @@
-"""The ranker base class: document embeddings in a FaissIndex, candidates of a
-whole batch of queries gathered and scored with one matrix product."""
+"""The ranker base class: document embeddings in a FaissIndex; each query's
+candidates read from FAISS' storage and scored with one matrix-vector product."""
 
 from __future__ import annotations
 
