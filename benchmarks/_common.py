@@ -206,3 +206,32 @@ def environment() -> dict[str, Any]:
 def cherche_available() -> bool:
     """Whether Cherche (the comparison baseline) is importable here."""
     return importlib.util.find_spec("cherche") is not None
+
+
+def run_alone(doc: str, run: Callable, markdown: Callable, plot: Callable, argv: list[str] | None = None) -> int:
+    """Command line of a workload run on its own: print its table, write its plots.
+
+    Smoke-size outputs go to ``results/smoke`` (gitignored) unless a folder is given.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("smoke", "quick", "full"), default="quick")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--results-dir", type=Path, default=None)
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    config = Config(size=args.size)
+    if args.results_dir is not None:
+        config.results_dir = args.results_dir
+    elif config.smoke:
+        config.results_dir = config.results_dir / "smoke"
+    config.repeats = args.repeats if args.repeats is not None else (1 if config.smoke else 5)
+    started = time.perf_counter()
+    records = run(config)
+    print(markdown(records))
+    if not args.no_plots:
+        for path in plot(records, config.results_dir):
+            print(f"plot: {path}")
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0

@@ -26,7 +26,6 @@ Target: pickle load within 1.5x of ``read_index``. Each loaded copy must answer
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -34,7 +33,6 @@ import pickle
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Config, alternate, median, peak_rss_bytes, ratio, record, summary  # noqa: E402
+from _common import Config, alternate, median, peak_rss_bytes, ratio, record, run_alone, summary  # noqa: E402
 from embeddings import dataset  # noqa: E402
 
 WORKLOAD = "serialization"
@@ -305,26 +303,8 @@ def plot(records: list[dict], results_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("smoke", "quick", "full"), default="quick")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--results-dir", type=Path, default=None)
-    parser.add_argument("--no-plots", action="store_true")
-    args = parser.parse_args(argv)
-    config = Config(size=args.size)
-    if args.results_dir is not None:
-        config.results_dir = args.results_dir
-    elif config.smoke:
-        config.results_dir = config.results_dir / "smoke"  # gitignored
-    config.repeats = args.repeats if args.repeats is not None else (1 if config.smoke else 5)
-    started = time.perf_counter()
-    records = run(config)
-    print(markdown(records))
-    if not args.no_plots:
-        for path in plot(records, config.results_dir):
-            print(f"plot: {path}")
-    print(f"({time.perf_counter() - started:.0f} s)")
-    return 0
+    """Run this workload alone."""
+    return run_alone(__doc__, run, markdown, plot, argv)
 
 
 if __name__ == "__main__":
