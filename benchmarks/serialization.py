@@ -181,7 +181,8 @@ def run(config: Config) -> list[dict]:
                 "faiss": _faiss_answer(loaded["faiss"], queries) == expected["faiss"],
             }
         }
-        del blobs, loaded
+        blobs.clear()  # free the copies before the fresh-process runs
+        loaded.clear()
         gc.collect()
 
         # In fresh processes, the load timed inside the child; the process wall time by alternate.
