@@ -26,6 +26,15 @@ def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(scores, columns, axis=1), columns
 
 
+def _single_query_top_k(vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query: a matrix-vector product and 1-D selection (no per-row index arrays)."""
+    scores = vectors @ query
+    rows = np.argpartition(scores, len(scores) - k)[len(scores) - k :] if k < len(scores) else np.arange(len(scores))
+    values = scores[rows]
+    order = np.lexsort((rows, -values))
+    return values[order][None, :], rows[order][None, :]
+
+
 def inner_product_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows of ``vectors`` with the largest inner product with each query.
 
@@ -47,6 +56,8 @@ def inner_product_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> tup
     """
     n = len(vectors)
     k = min(k, n)
+    if len(queries) == 1 and n <= _CHUNK_CELLS:
+        return _single_query_top_k(vectors, queries[0], k)
     chunk = max(1024, _CHUNK_CELLS // max(len(queries), 1))
     best_scores = best_rows = None
     for start in range(0, n, chunk):
