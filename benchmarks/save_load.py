@@ -308,7 +308,8 @@ def time_cold_loads(paths: Mapping[str, Path], repeats: int) -> dict[str, list[d
 def sizes(config: Config) -> dict[str, Any]:
     """How many queries and runs each measurement gets at ``config.size``."""
     return {
-        "repeats": config.repeats,
+        # Cold loads start a fresh interpreter each (~7 s): 3 keeps the quick suite under 5 minutes.
+        "repeats": config.repeats if config.full else min(config.repeats, 3),
         "latency_queries": SMOKE_LATENCY_QUERIES if config.smoke else None,  # None: all of them
         "throughput_queries": SMOKE_THROUGHPUT_QUERIES if config.smoke else THROUGHPUT_QUERIES,
         "cold_loads": not (config.smoke and not cherche_available()),
