@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-unit test-gpu bench bench-full bench-smoke clean
+.PHONY: install demo test test-unit test-gpu bench bench-full bench-smoke bench-quality clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: $(BENCH_STAMP)
 bench-full: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/embeddings.py --build --all
 	$(BIN)/python benchmarks/run.py --size full --results-dir benchmarks/results/full
+
+# Retrieval quality on SciFact (../shared): the README's quality table, about 4 minutes.
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py
 
 bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/run.py --size smoke --results-dir benchmarks/results/smoke

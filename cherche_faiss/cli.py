@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ._version import __version__
 
@@ -37,35 +36,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import json
-    import time
 
-    from .data import load_beir, minilm_path
-    from .encoders import SentenceTransformerEncoder
-    from .evaluate import evaluate
-    from .evaluate.recipes import RECIPES, MemoEncoder, build
+    from .evaluate.report import markdown_table, run_recipes
 
-    dataset = load_beir(args.folder, split=args.split)
-    names = args.pipelines or ["bm25"]
-    encoder = None
-    if any(RECIPES.get(name, (None, False))[1] for name in names):
-        # One model, each text encoded once for every recipe of this run.
-        encoder = MemoEncoder(SentenceTransformerEncoder(args.model or minilm_path(), normalize_embeddings=True))
-    rows = []
-    for name in names:
-        started = time.perf_counter()
-        pipeline = build(name, dataset.corpus, encoder, k=max(args.ks))
-        built = time.perf_counter() - started
-        scores = evaluate(pipeline, dataset.queries, dataset.qrels, ks=tuple(args.ks), show_progress=False)
-        rows.append({"pipeline": name, "build_s": built, "search_s": time.perf_counter() - started - built, **scores})
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    columns = [f"ndcg@{k}" for k in args.ks] + [f"recall@{k}" for k in args.ks] + ["mrr@10" if 10 in args.ks else f"mrr@{args.ks[-1]}"]
-    print(f"{Path(args.folder).name} ({args.split}: {rows[0]['queries']} queries, {len(dataset.corpus)} documents)\n")
-    print("| pipeline | " + " | ".join(columns) + " | build s | search s |")
-    print("|---|" + "---:|" * (len(columns) + 2))
-    for row in rows:
-        print(f"| {row['pipeline']} | " + " | ".join(f"{row[c]:.4f}" for c in columns) + f" | {row['build_s']:.1f} | {row['search_s']:.1f} |")
+    report = run_recipes(args.folder, args.pipelines or ["bm25"], model=args.model, split=args.split, ks=args.ks)
+    print(json.dumps(report["rows"], indent=1) if args.json else markdown_table(report))
     return 0
 
 
