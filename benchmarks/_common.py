@@ -104,6 +104,18 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+def format_ms(seconds: float | None) -> str:
+    """Milliseconds with 3 significant digits (thousands separated), "-" for None."""
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e3:.3g}" if seconds < 1 else f"{seconds * 1e3:,.0f}"
+
+
+def format_ratio(value: float | None) -> str:
+    """A ratio as ``1.23x``, "-" for None."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def median(samples: list[float]) -> float:
     return float(statistics.median(samples))
 

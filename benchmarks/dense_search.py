@@ -61,6 +61,8 @@ from _common import (  # noqa: E402
     median,
     peak_rss_bytes,
     ratio,
+    format_ms,
+    format_ratio,
     record,
     run_alone,
     summary,
@@ -271,14 +273,7 @@ def run(config: Config) -> list[dict]:
 
 
 # -- reporting -----------------------------------------------------------------------------------------
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1e3:.3g}" if seconds < 1 else f"{seconds * 1e3:,.0f}"
-
-
-def _x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+_ms, _x = format_ms, format_ratio
 
 
 def markdown(records: list[dict]) -> str:

@@ -41,7 +41,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Config, alternate, median, peak_rss_bytes, ratio, record, run_alone, summary  # noqa: E402
+from _common import (  # noqa: E402
+    Config,
+    alternate,
+    format_ms,
+    format_ratio,
+    median,
+    peak_rss_bytes,
+    ratio,
+    record,
+    run_alone,
+    summary,
+)
 from embeddings import dataset  # noqa: E402
 
 WORKLOAD = "serialization"
@@ -230,14 +241,7 @@ def run(config: Config) -> list[dict]:
 
 
 # -- reporting -------------------------------------------------------------------------------------
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1e3:.3g}" if seconds < 1 else f"{seconds * 1e3:,.0f}"
-
-
-def _x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+_ms, _x = format_ms, format_ratio
 
 
 def markdown(records: list[dict]) -> str:
