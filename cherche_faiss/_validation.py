@@ -13,6 +13,7 @@ from .exceptions import DimensionMismatchError, InvalidInputError, InvalidTypeEr
 __all__ = [
     "check_k",
     "check_positive_int",
+    "check_key",
     "check_on",
     "as_queries",
     "as_documents",
@@ -35,6 +36,13 @@ def check_positive_int(value: Any, name: str, allow_none: bool = True) -> int | 
 def check_k(k: Any) -> int | None:
     """Validate a number of results (``None`` means "all")."""
     return check_positive_int(k, "k")
+
+
+def check_key(key: Any) -> str:
+    """Validate the name of the documents' id field."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInputError(f"key must be the name of the documents' id field, got {key!r}.")
+    return key
 
 
 def check_on(on: Any) -> list[str]:

@@ -9,7 +9,7 @@ from .._state import Component
 from .._validation import check_k, check_positive_int
 from ..exceptions import InvalidInputError
 from .fusion import FUSIONS, reciprocal_rank_fusion, vote_fusion, weighted_score_fusion
-from .pipeline import ComposeMixin, needs_documents
+from .pipeline import ComposeMixin, add_once, needs_documents
 
 __all__ = ["Union", "Intersection", "Vote"]
 
@@ -91,11 +91,7 @@ class _Fusion(ComposeMixin, Component):
 
     def add(self, documents: list[Mapping], **kwargs: Any) -> "_Fusion":
         """Add ``documents`` to every model that indexes documents, each once."""
-        seen: set[int] = set()
-        for model in self.models:
-            if id(model) not in seen and callable(getattr(model, "add", None)):
-                seen.add(id(model))
-                model.add(documents=documents, **kwargs)
+        add_once(self.models, documents, **kwargs)
         return self
 
     def _fuse(self, rankings: list[list[Mapping]]) -> list[dict]:

@@ -10,7 +10,16 @@ from .._state import Component
 from .._validation import as_documents, check_k
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
 
-__all__ = ["Pipeline", "DocumentMap", "ComposeMixin", "needs_documents"]
+__all__ = ["Pipeline", "DocumentMap", "ComposeMixin", "needs_documents", "add_once"]
+
+
+def add_once(models: list[Any], documents: list[Mapping], **kwargs: Any) -> None:
+    """Call ``add`` on every model that has one, once per model even if it appears twice."""
+    seen: set[int] = set()
+    for model in models:
+        if id(model) not in seen and callable(getattr(model, "add", None)):
+            seen.add(id(model))
+            model.add(documents=documents, **kwargs)
 
 
 def needs_documents(model: Any) -> bool:
@@ -185,12 +194,7 @@ class Pipeline(ComposeMixin, Component):
 
     def add(self, documents: list[Mapping], **kwargs: Any) -> "Pipeline":
         """Add ``documents`` to every stage that indexes documents, each once."""
-        seen: set[int] = set()
-        for stage in self.models:
-            if id(stage) in seen or not callable(getattr(stage, "add", None)):
-                continue
-            seen.add(id(stage))
-            stage.add(documents=documents, **kwargs)
+        add_once(self.models, documents, **kwargs)
         return self
 
     def __call__(

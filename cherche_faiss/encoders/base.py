@@ -88,11 +88,20 @@ class CallableScorer(BaseEncoder):
         return check_scores(self.function(pairs), len(pairs), f"scorer {self.function!r}")
 
 
+def _is_model_class(obj: Any, name: str) -> bool:
+    """Whether ``obj`` is a sentence-transformers ``name`` (``SentenceTransformer``, ``CrossEncoder``).
+
+    Checked by name so that sentence-transformers is never imported just to ask.
+    """
+    return any(cls.__name__ == name and cls.__module__.startswith("sentence_transformers") for cls in type(obj).__mro__)
+
+
+def _is_sentence_transformer(obj: Any) -> bool:
+    return _is_model_class(obj, "SentenceTransformer")
+
+
 def _is_cross_encoder(obj: Any) -> bool:
-    return any(
-        cls.__name__ == "CrossEncoder" and cls.__module__.startswith("sentence_transformers")
-        for cls in type(obj).__mro__
-    )
+    return _is_model_class(obj, "CrossEncoder")
 
 
 def as_scorer(scorer: Any, name: str = "encoder") -> Any:
@@ -142,14 +151,6 @@ class CallableEncoder(BaseEncoder):
         if not texts:
             raise InvalidInputError("encode got no texts; pass at least one text.")
         return check_encoded(self.function(texts), texts, f"encoder {self.function!r}")
-
-
-def _is_sentence_transformer(obj: Any) -> bool:
-    # Checked by name so that sentence-transformers is never imported just to ask.
-    return any(
-        cls.__name__ == "SentenceTransformer" and cls.__module__.startswith("sentence_transformers")
-        for cls in type(obj).__mro__
-    )
 
 
 def as_encoder(encoder: Any, name: str = "encoder") -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._state import Component
-from .._validation import as_queries, check_k, check_on, check_positive_int
+from .._validation import as_queries, check_k, check_key, check_on, check_positive_int
 from ..compose.pipeline import ComposeMixin
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
 from ..index.faiss import FaissIndex
@@ -60,9 +60,7 @@ class Ranker(ComposeMixin, Component):
     _role = "ranker"
 
     def __init__(self, key: str, on: Any, normalize: bool, k: int | None, batch_size: int, device: str = "cpu") -> None:
-        if not isinstance(key, str) or not key:
-            raise InvalidInputError(f"key must be the name of the documents' id field, got {key!r}.")
-        self.key = key
+        self.key = check_key(key)
         self.on = check_on(on) if on is not None else None
         self.normalize = bool(normalize)
         self.k = check_k(k)

@@ -36,9 +36,6 @@ class DenseRetriever(Retriever):
     def __len__(self) -> int:
         return len(self.index)
 
-    def _repr_extra(self) -> dict[str, Any]:
-        return {"documents": len(self)}
-
     def _hits_for(self, vectors: np.ndarray, k: int | None) -> list[list[dict]]:
         similarities, keys = self.index.search(vectors, k or len(self.index))
         return [make_hits(self.key, row_keys, row_scores) for row_keys, row_scores in zip(keys, similarities)]

@@ -7,9 +7,9 @@ from typing import Any
 
 from .._batching import batches
 from .._state import Component
-from .._validation import as_queries, check_k, check_on, check_positive_int
+from .._validation import as_queries, check_k, check_key, check_on, check_positive_int
 from ..compose.pipeline import ComposeMixin
-from ..exceptions import InvalidInputError, NotIndexedError
+from ..exceptions import NotIndexedError
 
 __all__ = ["Retriever"]
 
@@ -26,9 +26,7 @@ class Retriever(ComposeMixin, Component):
     _role = "retriever"
 
     def __init__(self, key: str, on: Any, k: int | None, batch_size: int) -> None:
-        if not isinstance(key, str) or not key:
-            raise InvalidInputError(f"key must be the name of the documents' id field, got {key!r}.")
-        self.key = key
+        self.key = check_key(key)
         self.on = check_on(on) if on is not None else None
         self.k = check_k(k)
         self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=False)
