@@ -381,9 +381,13 @@ class FaissIndex(Component):
             keys. A query gets fewer than ``k`` results when the index holds
             fewer vectors or an approximate index finds fewer.
         """
+        return self.search_prepared(self.prepare(queries, "queries"), k)
+
+    def search_prepared(self, matrix: np.ndarray, k: int) -> tuple[list[list[float]], list[list[Hashable]]]:
+        """:meth:`search` for queries already validated and normalised by :meth:`prepare`
+        (callers that check a whole batch once, then search it in chunks)."""
         self._check_indexed()
         k = check_positive_int(k, "k", allow_none=False)
-        matrix = self.prepare(queries, "queries")
         k = min(k, len(self))
         flat = self._flat_storage()
         if flat is not None:

@@ -123,13 +123,13 @@ class Ranker(ComposeMixin, Component):
         )
 
     def _rank_batch(self, query_vectors: np.ndarray, candidates: list[list[Mapping]], k: int | None, batch_size: int) -> list[list[dict]]:
+        """Rank one batch; ``query_vectors`` have been through ``self.index.prepare``."""
         ids = self._candidate_ids(candidates)
         if len(ids) == 0:
             return [[] for _ in candidates]
         if (ids < 0).any():
             self._learn(self._unknown(candidates, ids), batch_size)
             ids = self._candidate_ids(candidates)
-        query_vectors = self.index.prepare(query_vectors, "query embeddings")
         source, rows = self.index.vector_rows(ids)
         return rank_candidates(query_vectors, candidates, source, rows, k)
 
@@ -149,6 +149,6 @@ class Ranker(ComposeMixin, Component):
             if not any(batch_candidates):
                 ranked.extend([] for _ in batch_candidates)
                 continue
-            query_vectors = self._encode_queries(queries[start : start + batch_size], batch_size)
+            query_vectors = self.index.prepare(self._encode_queries(queries[start : start + batch_size], batch_size), "query embeddings")
             ranked.extend(self._rank_batch(query_vectors, batch_candidates, k, batch_size))
         return ranked[0] if single else ranked

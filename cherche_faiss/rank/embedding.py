@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._validation import as_matrix, check_k, check_positive_int, documents_with_vectors
+from .._validation import check_k, check_positive_int, documents_with_vectors
 from .base import Ranker
 
 __all__ = ["Embedding"]
@@ -43,7 +43,7 @@ class Embedding(Ranker):
         return self
 
     def __call__(self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
-        vectors = as_matrix(q, "q")
+        vectors = self.index.prepare(q, "q")  # validated and normalised once for every chunk
         single = len(vectors) == 1
         candidates = self._candidates(documents, len(vectors), single)
         k = check_k(k) or self.k

@@ -36,8 +36,9 @@ class DenseRetriever(Retriever):
     def __len__(self) -> int:
         return len(self.index)
 
-    def _hits_for(self, vectors: np.ndarray, k: int | None) -> list[list[dict]]:
-        similarities, keys = self.index.search(vectors, k or len(self.index))
+    def _hits_for(self, vectors: np.ndarray, k: int | None, prepared: bool = False) -> list[list[dict]]:
+        search = self.index.search_prepared if prepared else self.index.search
+        similarities, keys = search(vectors, k or len(self.index))
         return [make_hits(self.key, row_keys, row_scores) for row_keys, row_scores in zip(keys, similarities)]
 
     def _encode_documents(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._validation import as_matrix, check_k, check_positive_int, documents_with_vectors
+from .._validation import check_k, check_positive_int, documents_with_vectors
 from ._dense import DenseRetriever
 
 __all__ = ["Embedding"]
@@ -51,12 +51,12 @@ class Embedding(DenseRetriever):
         return self
 
     def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
-        vectors = as_matrix(q, "q")
-        single = len(vectors) == 1
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
         self._check_indexed()
+        vectors = self.index.prepare(q, "q")  # validated and normalised once for every chunk
+        single = len(vectors) == 1
         results: list[list[dict]] = []
         for start in range(0, len(vectors), batch_size):
-            results.extend(self._hits_for(vectors[start : start + batch_size], k))
+            results.extend(self._hits_for(vectors[start : start + batch_size], k, prepared=True))
         return results[0] if single else results
