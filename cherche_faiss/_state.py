@@ -60,8 +60,10 @@ class Component:
             for name, value in self.get_params().items()
             if name not in ("documents", "embeddings_documents")
         }
-        shown.update(self._repr_extra())
-        body = ", ".join(f"{name}={_short_repr(value)}" for name, value in shown.items())
+        parts = [f"{name}={_short_repr(value)}" for name, value in shown.items()]
+        # Facts are shown whole: "auto" index choices explain themselves there.
+        parts += [f"{name}={value!r}" for name, value in self._repr_extra().items()]
+        body = ", ".join(parts)
         return f"{type(self).__name__}({body})"
 
     # -- pickling -----------------------------------------------------------------------

@@ -78,15 +78,18 @@ def as_queries(q: Any) -> tuple[list[str], bool]:
     return list(q), False
 
 
-def as_documents(documents: Any, key: str, on: Sequence[str] | None = None) -> list[Mapping]:
-    """Check that ``documents`` is a list of dicts holding ``key`` (and every ``on`` field)."""
+def as_documents(documents: Any, key: str, on: Sequence[str] | None = None, start: int = 0) -> list[Mapping]:
+    """Check that ``documents`` is a list of dicts holding ``key`` (and every ``on`` field).
+
+    ``start`` is the position of the first document in a longer stream, for the messages.
+    """
     if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
         raise InvalidTypeError(
             f"documents must be a list of dicts, got {type(documents).__name__}. "
             f"Pass e.g. [{{{key!r}: 0, ...}}, ...]."
         )
     documents = list(documents)
-    for position, document in enumerate(documents):
+    for position, document in enumerate(documents, start):
         if not isinstance(document, Mapping):
             raise InvalidTypeError(
                 f"documents[{position}] must be a dict, got {type(document).__name__}. "

@@ -22,6 +22,7 @@ __all__ = [
     "MissingFileError",
     "InconsistentVersionWarning",
     "DeviceFallbackWarning",
+    "RecallNotReachedWarning",
 ]
 
 
@@ -78,3 +79,7 @@ class InconsistentVersionWarning(UserWarning):
 
 class DeviceFallbackWarning(UserWarning):
     """A state saved on a GPU was loaded on the CPU because no usable GPU is available."""
+
+
+class RecallNotReachedWarning(UserWarning):
+    """Tuning search parameters could not reach the target recall; the best value found is used."""

@@ -3,7 +3,7 @@ optionally ending with a mapping of keys back to whole documents."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._state import Component
@@ -13,13 +13,21 @@ from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
 __all__ = ["Pipeline", "DocumentMap", "ComposeMixin", "needs_documents", "add_once"]
 
 
-def add_once(models: list[Any], documents: list[Mapping], **kwargs: Any) -> None:
-    """Call ``add`` on every model that has one, once per model even if it appears twice."""
-    seen: set[int] = set()
+def add_once(models: list[Any], documents: Iterable[Mapping], **kwargs: Any) -> None:
+    """Call ``add`` on every model that has one, once per model even if it appears twice.
+
+    Every model reads the documents, so a one-shot iterator (a generator) is
+    read into a list first when more than one model needs it.
+    """
+    unique: dict[int, Any] = {}
     for model in models:
-        if id(model) not in seen and callable(getattr(model, "add", None)):
-            seen.add(id(model))
-            model.add(documents=documents, **kwargs)
+        if callable(getattr(model, "add", None)):
+            unique.setdefault(id(model), model)
+    if len(unique) > 1 and not isinstance(documents, Sequence) and isinstance(documents, Iterable) \
+            and not isinstance(documents, Mapping):
+        documents = list(documents)
+    for model in unique.values():
+        model.add(documents=documents, **kwargs)
 
 
 def needs_documents(model: Any) -> bool:

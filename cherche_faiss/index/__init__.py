@@ -1,5 +1,8 @@
-"""FAISS indexes addressed by document keys."""
+"""FAISS indexes addressed by document keys, chosen automatically or by factory string,
+and tuned to a target recall."""
 
+from .auto import IndexChoice, choose_index
 from .faiss import FaissIndex
+from .tuning import TuningResult, tune_search_params
 
-__all__ = ["FaissIndex"]
+__all__ = ["FaissIndex", "IndexChoice", "choose_index", "TuningResult", "tune_search_params"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._exact import inner_product_top_k
+from .._batching import progress
 from .._checksum import ALGORITHM as CHECKSUM
 from .._checksum import block_crc32
 from .._device import faiss_load_device, gpu_number, gpu_resources, resolve_faiss_device
@@ -23,6 +23,10 @@ from ..exceptions import (
     NotIndexedError,
     UnknownKeyError,
 )
+from ._exact import inner_product_top_k
+from ._search_params import check_search_params, faiss_search_parameters, index_kind, ivf_lists
+from ._training import default_training_size, minimum_training_size, train_index
+from .auto import EXACT_LIMIT, choose_index, parse_bytes
 
 __all__ = ["FaissIndex"]
 
@@ -68,8 +72,13 @@ class FaissIndex(Component):
         ``"l2"`` (the reported similarity is then minus the squared distance,
         so that higher is always better).
     factory
-        A FAISS factory string (``"Flat"``, ``"HNSW32"``, ``"IVF256,Flat"``,
-        ``"IVF256,PQ16"``, ``"IVF256,SQ8"`` ...) or a ready, empty ``faiss.Index``.
+        A FAISS factory string (``"Flat"``, ``"HNSW32"``, ``"IVF4096,Flat"``,
+        ``"IVF4096,PQ48"``, ``"IVF4096,SQ8"`` ...), a ready, empty ``faiss.Index``,
+        or ``"auto"``: the index is then chosen when the first vectors arrive,
+        from their number (``expected_size`` when given), their dimension,
+        ``memory_budget`` and ``target_recall`` (see
+        :func:`cherche_faiss.index.auto.choose_index`); ``repr`` says what was
+        chosen and why.
     normalize
         L2-normalise vectors and queries (documents with a zero vector are then
         rejected instead of turning into NaN).
@@ -77,8 +86,22 @@ class FaissIndex(Component):
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``. A GPU needs the
         faiss-gpu build (``pip install cherche-faiss[gpu]``).
     train_size
-        Maximum number of vectors used to train an index that needs training
-        (IVF, PQ, SQ); by default every vector of the first :meth:`add`.
+        Number of vectors an index that needs training (IVF, PQ, SQ) is trained
+        on, sampled from the first vectors added. By default 50 per k-means
+        centroid (204,800 for ``IVF4096``) and 65,536 for scalar quantisers;
+        at least 39 per centroid (FAISS' minimum), else a clear error. See
+        ``cherche_faiss/index/_training.py``.
+    search_params
+        Default search parameters, e.g. ``{"nprobe": 64}`` for IVF or
+        ``{"efSearch": 128}`` for HNSW; :meth:`search` takes them per call too,
+        and :meth:`tune` sets them to reach a target recall.
+    expected_size
+        Number of vectors the index will hold, for ``factory="auto"`` (the
+        first batch only is known when documents stream in).
+    memory_budget
+        Largest index ``"auto"`` may build, as bytes or ``"4GB"``; None: no limit.
+    target_recall
+        recall@10 against exact search ``"auto"`` must be able to reach.
 
     Examples
     --------
@@ -91,7 +114,7 @@ class FaissIndex(Component):
     >>> [round(s, 3) for s in similarities[0]]
     [0.995, 0.1]
     >>> index.add(np.array([[0.0, 1.0, 1.0]]), keys=["a"])  # re-adding a key replaces it
-    FaissIndex(dimension=None, metric='ip', factory='Flat', normalize=True, device='cpu', train_size=None, size=3, on='cpu')
+    FaissIndex(dimension=None, metric='ip', factory='Flat', ..., size=3, on='cpu')
     >>> index.search(np.array([0.0, 1.0, 1.0]), k=1)[1]
     [['a']]
     """
@@ -104,6 +127,10 @@ class FaissIndex(Component):
         normalize: bool = True,
         device: str = "cpu",
         train_size: int | None = None,
+        search_params: dict | None = None,
+        expected_size: int | None = None,
+        memory_budget: int | str | None = None,
+        target_recall: float = 0.95,
     ) -> None:
         self.dimension = check_positive_int(dimension, "dimension")
         if metric not in _METRICS:
@@ -116,6 +143,14 @@ class FaissIndex(Component):
         self.normalize = bool(normalize)
         self.device = device
         self.train_size = check_positive_int(train_size, "train_size")
+        self.search_params = check_search_params(search_params)
+        self.expected_size = check_positive_int(expected_size, "expected_size")
+        parse_bytes(memory_budget)  # validated now, used when "auto" chooses
+        self.memory_budget = memory_budget
+        if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1:
+            raise InvalidInputError(f"target_recall must be a number in (0, 1], got {target_recall!r}.")
+        self.target_recall = target_recall
+        self._choice: dict | None = None  # what "auto" chose: factory, reason, search_params
         self._device = resolve_faiss_device(device)
         self._index: Any = None
         self._keys: list[Any] = []  # FAISS id -> key; removed ids hold _REMOVED
@@ -124,7 +159,7 @@ class FaissIndex(Component):
         self._rows_by_id: np.ndarray | None = None  # see _row_of_id
         if not isinstance(factory, str):
             self._adopt(factory)
-        elif self.dimension is not None:
+        elif self.dimension is not None and (factory != "auto" or self.expected_size is not None):
             self._build(self.dimension)
 
     # -- construction ---------------------------------------------------------------------
@@ -161,13 +196,23 @@ class FaissIndex(Component):
         self._rows_by_id = None
         self._place()
 
-    def _build(self, dimension: int) -> None:
+    def _build(self, dimension: int, size: int | None = None, size_known: bool = True) -> None:
+        """Build the FAISS index; ``size`` is the number of vectors ``"auto"`` plans for."""
         faiss = _faiss()
+        factory = self.factory
+        if factory == "auto":
+            planned = self.expected_size or size or 1
+            choice = choose_index(
+                planned, int(dimension), self.memory_budget, self.target_recall,
+                size_known=size_known or self.expected_size is not None,
+            )
+            factory = choice.factory
+            self._choice = {"factory": choice.factory, "reason": choice.reason, "search_params": choice.search_params}
         try:
-            index = faiss.index_factory(int(dimension), self.factory, self._metric_type())
+            index = faiss.index_factory(int(dimension), factory, self._metric_type())
         except RuntimeError as error:
             raise InvalidInputError(
-                f"FAISS cannot build an index from factory string {self.factory!r} "
+                f"FAISS cannot build an index from factory string {factory!r} "
                 f"(dimension {dimension}): {str(error).strip().splitlines()[-1]}. See "
                 "https://github.com/facebookresearch/faiss/wiki/The-index-factory for valid strings."
             ) from None
@@ -222,8 +267,33 @@ class FaissIndex(Component):
         """The underlying ``faiss.Index`` (read it, do not add to it directly)."""
         return self._index
 
+    @property
+    def factory_used(self) -> str:
+        """The factory string built (what ``"auto"`` chose), or the class of an adopted index."""
+        if self._choice is not None:
+            return self._choice["factory"]
+        if isinstance(self.factory, str):
+            return self.factory
+        return type(self.factory).__name__
+
+    @property
+    def choice(self) -> dict | None:
+        """What ``factory="auto"`` chose and why (None before the first add or without "auto")."""
+        return None if self._choice is None else dict(self._choice)
+
+    def _default_search_params(self) -> dict[str, int]:
+        defaults = dict(self._choice["search_params"]) if self._choice else {}
+        defaults.update(self.search_params)
+        return defaults
+
     def _repr_extra(self) -> dict[str, Any]:
-        return {"size": len(self), "on": self._device}
+        extra: dict[str, Any] = {"size": len(self), "on": self._device}
+        if self._choice is not None:
+            extra["chosen"] = self._choice["factory"]
+            extra["because"] = self._choice["reason"]
+        if self._index is not None and index_kind(self._index) != "other":
+            extra["searching_with"] = self._default_search_params()
+        return extra
 
     # -- vectors --------------------------------------------------------------------------
     def prepare(self, vectors: Any, name: str = "queries") -> np.ndarray:
@@ -241,12 +311,13 @@ class FaissIndex(Component):
             matrix = matrix / norms
         return matrix
 
-    def add(self, vectors: Any, keys: Sequence[Hashable]) -> "FaissIndex":
+    def add(self, vectors: Any, keys: Sequence[Hashable], show_progress: bool = False) -> "FaissIndex":
         """Add (or replace) one vector per key.
 
         A key already in the index has its vector replaced; when ``keys``
         repeats a key, its last vector wins. The index is left unchanged when
-        anything is wrong with the input.
+        anything is wrong with the input. An index that needs training is
+        trained on a sample of these vectors (see ``train_size``).
 
         Parameters
         ----------
@@ -254,6 +325,8 @@ class FaissIndex(Component):
             Array of shape ``(n, d)`` (or ``(d,)`` for one vector).
         keys
             ``n`` hashable keys.
+        show_progress
+            Show a progress bar while the index trains.
 
         Returns
         -------
@@ -262,6 +335,77 @@ class FaissIndex(Component):
         """
         matrix = self.prepare(vectors, "vectors")
         keys = self._check_keys(keys, len(matrix))
+        return self._add_prepared(matrix, keys, show_progress)
+
+    def add_batches(
+        self,
+        batches: Iterable[tuple[Any, Sequence[Hashable]]],
+        total: int | None = None,
+        show_progress: bool = True,
+        description: str = "adding vectors",
+    ) -> "FaissIndex":
+        """Add ``(vectors, keys)`` batches from any iterable, e.g. a generator that encodes documents.
+
+        Batches go into the index as they arrive, so memory holds the index
+        and one batch, except at the start of an index that needs training:
+        the first vectors are kept until there are enough to train it
+        (``train_size``), then trained on and added. With ``factory="auto"``
+        the index is chosen from ``expected_size``, else ``total``, else the
+        vectors seen when the stream ends or :data:`~cherche_faiss.index.auto.EXACT_LIMIT`
+        vectors have arrived (whichever comes first; ``repr`` then says the
+        size was unknown).
+
+        Unlike :meth:`add`, a stream is not atomic: when a batch is invalid,
+        the batches before it stay added.
+
+        Parameters
+        ----------
+        batches
+            Iterable of ``(vectors, keys)`` pairs.
+        total
+            Number of vectors expected, for the progress bar and ``"auto"``.
+        show_progress
+            Progress bar with rate and ETA (ETA needs ``total``).
+        description
+            Label of the progress bar.
+
+        Returns
+        -------
+        FaissIndex
+            ``self``.
+        """
+        total = check_positive_int(total, "total")
+        pending: list[np.ndarray] = []
+        pending_keys: list[Hashable] = []
+        with progress(total, description, show_progress, unit="vec") as bar:
+            for number, (vectors, keys) in enumerate(batches):
+                matrix = self.prepare(vectors, f"vectors of batch {number}")
+                keys = self._check_keys(keys, len(matrix))
+                if self._index is not None and self._index.is_trained and not pending:
+                    self._add_prepared(matrix, keys, show_progress)
+                    bar.update(len(keys))
+                    continue
+                pending.append(matrix)
+                pending_keys.extend(keys)
+                buffered = len(pending_keys)
+                if self._index is None:
+                    if self.factory == "auto" and self.expected_size is None and total is None:
+                        if buffered < EXACT_LIMIT:
+                            continue  # choose once the stream ends or is known to be large
+                        self._build(matrix.shape[1], buffered, size_known=False)
+                    else:
+                        self._build(matrix.shape[1], total)
+                if not self._index.is_trained and buffered < self._training_size():
+                    continue
+                self._add_prepared(np.concatenate(pending), pending_keys, show_progress)
+                bar.update(buffered)
+                pending, pending_keys = [], []
+            if pending_keys:
+                self._add_prepared(np.concatenate(pending), pending_keys, show_progress)
+                bar.update(len(pending_keys))
+        return self
+
+    def _add_prepared(self, matrix: np.ndarray, keys: list[Hashable], show_progress: bool = False) -> "FaissIndex":
         if not keys:
             return self
         # The last occurrence of a repeated key wins, as in a dict.
@@ -270,8 +414,8 @@ class FaissIndex(Component):
             rows = np.fromiter(sorted(last.values()), dtype=np.int64)
             matrix, keys = matrix[rows], [keys[row] for row in rows]
         if self._index is None:
-            self._build(matrix.shape[1])
-        self._train_if_needed(matrix)
+            self._build(matrix.shape[1], len(keys))
+        self._train_if_needed(matrix, show_progress)
         replaced = [self._ids[key] for key in keys if key in self._ids]
         if replaced:
             self._remove_ids(np.asarray(replaced, dtype=np.int64), replacing=True)
@@ -302,28 +446,38 @@ class FaissIndex(Component):
                 )
         return keys
 
-    def _train_if_needed(self, matrix: np.ndarray) -> None:
+    def _training_size(self) -> int:
+        """Vectors the index is trained on (``train_size``, else the documented default)."""
+        return self.train_size or default_training_size(self._index)
+
+    def _train_if_needed(self, matrix: np.ndarray, show_progress: bool = False) -> None:
         if self._index.is_trained:
             return
-        faiss = _faiss()
-        ivf = faiss.try_extract_index_ivf(self._index)
-        needed = int(ivf.nlist) if ivf is not None else 1
+        needed = minimum_training_size(self._index)
+        size = self._training_size()
+        if size < needed:
+            raise InvalidInputError(
+                f"train_size={size:,} is too small for index {self.factory_used!r}: its k-means needs "
+                f"at least {needed:,} vectors (39 per centroid, FAISS' minimum). Raise train_size or "
+                "choose fewer IVF lists."
+            )
         if len(matrix) < needed:
             raise InvalidInputError(
-                f"index {self.factory!r} must be trained with at least {needed} vectors (one per "
-                f"IVF list) but the first add brought {len(matrix)}. Add more documents in the "
-                "first call, or choose fewer lists (e.g. 'IVF{n},Flat' with n about "
-                "4*sqrt(number of documents))."
+                f"index {self.factory_used!r} must be trained on at least {needed:,} vectors (39 per "
+                f"k-means centroid, FAISS' minimum) but only {len(matrix):,} arrived before training. "
+                "Add more documents in the first call, or choose a smaller index: fewer IVF lists "
+                "(about 4*sqrt(number of documents), at most documents/39), or 'Flat' below 100,000 "
+                "documents (factory='auto' does this)."
             )
         sample = matrix
-        if self.train_size is not None and len(matrix) > self.train_size:
-            rows = np.random.default_rng(0).choice(len(matrix), self.train_size, replace=False)
+        if len(matrix) > size:
+            rows = np.random.default_rng(0).choice(len(matrix), size, replace=False)
             sample = matrix[np.sort(rows)]
         try:
-            self._index.train(sample)
+            train_index(self._index, np.ascontiguousarray(sample), self.factory_used, show_progress)
         except RuntimeError as error:
             raise InvalidInputError(
-                f"FAISS could not train index {self.factory!r} on {len(sample)} vectors: "
+                f"FAISS could not train index {self.factory_used!r} on {len(sample)} vectors: "
                 f"{str(error).strip().splitlines()[-1]}. Add more vectors in the first call or "
                 "choose a smaller index."
             ) from None
@@ -337,7 +491,7 @@ class FaissIndex(Component):
         except RuntimeError:
             action = "replace existing keys" if replacing else "remove keys"
             raise InvalidInputError(
-                f"index {self.factory!r} cannot {action}: FAISS does not support removal for it "
+                f"index {self.factory_used!r} cannot {action}: FAISS does not support removal for it "
                 "(HNSW indexes, for instance). Use a Flat or IVF index, or rebuild the index "
                 "with the new documents."
             ) from None
@@ -364,7 +518,7 @@ class FaissIndex(Component):
             self._remove_ids(np.fromiter({self._ids[key] for key in keys}, dtype=np.int64))
         return self
 
-    def search(self, queries: Any, k: int) -> tuple[list[list[float]], list[list[Hashable]]]:
+    def search(self, queries: Any, k: int, **search_params: int) -> tuple[list[list[float]], list[list[Hashable]]]:
         """The ``k`` most similar keys of each query.
 
         Parameters
@@ -373,6 +527,10 @@ class FaissIndex(Component):
             Array ``(nq, d)``, or ``(d,)`` for one query.
         k
             Number of neighbours; clamped to the number of vectors held.
+        **search_params
+            ``nprobe=`` (IVF) or ``efSearch=`` (HNSW) for this call only,
+            over the index's defaults (``search_params``); exhaustive indexes
+            accept and ignore them.
 
         Returns
         -------
@@ -381,23 +539,18 @@ class FaissIndex(Component):
             keys. A query gets fewer than ``k`` results when the index holds
             fewer vectors or an approximate index finds fewer.
         """
-        return self.search_prepared(self.prepare(queries, "queries"), k)
+        return self.search_prepared(self.prepare(queries, "queries"), k, **search_params)
 
-    def search_prepared(self, matrix: np.ndarray, k: int) -> tuple[list[list[float]], list[list[Hashable]]]:
+    def search_prepared(
+        self, matrix: np.ndarray, k: int, **search_params: int
+    ) -> tuple[list[list[float]], list[list[Hashable]]]:
         """:meth:`search` for queries already validated and normalised by :meth:`prepare`
         (callers that check a whole batch once, then search it in chunks)."""
         self._check_indexed()
         k = check_positive_int(k, "k", allow_none=False)
         k = min(k, len(self))
-        flat = self._flat_storage()
-        if flat is not None:
-            vectors, id_map = flat
-            scores, rows = inner_product_top_k(vectors, matrix, k)
-            ids = id_map[rows]
-        else:
-            scores, ids = self._index.search(matrix, k)
-            if self.metric == "l2":
-                scores = -scores
+        params = check_search_params(search_params, "search parameters")
+        scores, ids = self._search_ids(matrix, k, {**self._default_search_params(), **params})
         keys_by_id = self._keys
         similarities, keys = [], []
         for score_row, id_row in zip(scores.tolist(), ids.tolist()):
@@ -406,6 +559,56 @@ class FaissIndex(Component):
             similarities.append(score_row[:found])
             keys.append([keys_by_id[i] for i in id_row[:found]])
         return similarities, keys
+
+    def _search_ids(self, matrix: np.ndarray, k: int, params: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities and FAISS ids (``-1`` padded) of the ``k`` nearest vectors."""
+        flat = self._flat_storage()
+        if flat is not None:
+            vectors, id_map = flat
+            scores, rows = inner_product_top_k(vectors, matrix, k)
+            return scores, id_map[rows]
+        parameters = faiss_search_parameters(self._index, params, self.factory_used)
+        scores, ids = self._index.search(matrix, k, params=parameters)
+        return (-scores if self.metric == "l2" else scores), ids
+
+    def _exhaustive_ids(self, matrix: np.ndarray, k: int) -> np.ndarray:
+        """FAISS ids of the ``k`` nearest stored vectors by exhaustive search (tuning's ground truth)."""
+        faiss = _faiss()
+        kind = index_kind(self._index)
+        if kind == "ivf":
+            return self._search_ids(matrix, k, {"nprobe": ivf_lists(self._index)})[1]
+        if kind == "hnsw":
+            core = faiss.downcast_index(self._index.index)
+            storage = faiss.downcast_index(core.storage)
+            _, positions = storage.search(matrix, k)
+            id_map = faiss.vector_to_array(self._index.id_map)
+            return np.where(positions >= 0, id_map[np.maximum(positions, 0)], -1)
+        return self._search_ids(matrix, k, {})[1]
+
+    def set_search_params(self, **search_params: int) -> "FaissIndex":
+        """Set default search parameters, e.g. ``index.set_search_params(nprobe=64)``; returns ``self``."""
+        params = check_search_params(search_params, "search parameters")
+        if self._index is not None:
+            faiss_search_parameters(self._index, params, self.factory_used)  # do they apply?
+        self.search_params = {**self.search_params, **params}
+        return self
+
+    def tune(
+        self,
+        target_recall: float = 0.95,
+        k: int = 10,
+        sample_size: int = 256,
+        seed: int = 0,
+        show_progress: bool = True,
+    ) -> Any:
+        """Set ``nprobe``/``efSearch`` to the cheapest value reaching ``target_recall``.
+
+        See :func:`cherche_faiss.index.tuning.tune_search_params`; returns its
+        :class:`~cherche_faiss.index.tuning.TuningResult`.
+        """
+        from .tuning import tune_search_params
+
+        return tune_search_params(self, target_recall, k, sample_size, seed, apply=True, show_progress=show_progress)
 
     def ids_of(self, keys: Iterable[Hashable]) -> np.ndarray:
         """FAISS ids of ``keys`` as an int64 array, -1 for keys not in the index."""
@@ -526,6 +729,10 @@ class FaissIndex(Component):
         data = state.pop("index_bytes")
         checksum = state.pop("index_checksum", None)
         saved_device = state["_device"]
+        # Attributes added after the first release: older states get their defaults.
+        for name, default in (("search_params", {}), ("expected_size", None), ("memory_budget", None),
+                              ("target_recall", 0.95), ("_choice", None)):
+            state.setdefault(name, default)
         self.__dict__.update(state)
         self._index = None
         self._flat = None

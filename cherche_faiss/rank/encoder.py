@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from .._batching import encode_in_batches
-from .._validation import as_documents, document_texts
+from .._streaming import encoded_batches, length_of
 from ..encoders.base import as_encoder
 from ..exceptions import UnknownKeyError
 from .base import Ranker
@@ -56,28 +55,29 @@ class DPR(Ranker):
         self.query_encoder = as_encoder(query_encoder, "query_encoder")
 
     def add(
-        self, documents: list[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any
+        self, documents: Iterable[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any
     ) -> "DPR":
         """Encode ``documents`` and keep their embeddings (a key added again is re-encoded).
+
+        Any iterable works, a generator included: documents are encoded and
+        stored a batch at a time.
 
         Returns
         -------
         DPR
             ``self``.
         """
-        documents = as_documents(documents, self.key, self.on)
         self._encode_and_store(documents, batch_size or self.batch_size, show_progress)
         return self
 
-    def _encode_and_store(self, documents: list[Mapping], batch_size: int, show_progress: bool) -> None:
-        last = {document[self.key]: document for document in documents}
-        if not last:
-            return
-        vectors = encode_in_batches(
-            self.encoder, document_texts(list(last.values()), self.on), batch_size,
-            f"{type(self).__name__} ranker", show_progress,
+    def _encode_and_store(self, documents: Iterable[Mapping], batch_size: int, show_progress: bool) -> None:
+        # Streamed batch by batch: memory holds the index and one batch of embeddings.
+        self.index.add_batches(
+            encoded_batches(self.encoder, documents, self.key, self.on, batch_size),
+            total=length_of(documents) or None,
+            show_progress=show_progress,
+            description=f"{type(self).__name__} ranker",
         )
-        self.index.add(vectors, list(last))
 
     def _learn(self, unknown: list[Mapping], batch_size: int) -> None:
         for document in unknown:

@@ -2,54 +2,82 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from .._batching import encode_in_batches
 from .._hits import make_hits
-from .._validation import as_documents, document_texts
+from .._streaming import encoded_batches, length_of
+from ..index._search_params import SEARCH_PARAMETERS, check_search_params
 from ..index.faiss import FaissIndex
 from .base import Retriever
 
 __all__ = ["DenseRetriever", "make_index"]
 
 
-def make_index(index: Any, normalize: bool, device: str) -> FaissIndex:
-    """A FaissIndex from what users pass as ``index``: None, a factory string,
-    a ``faiss.Index`` or a FaissIndex (used as it is)."""
+def make_index(index: Any, normalize: bool, device: str, search_params: dict | None = None) -> FaissIndex:
+    """A FaissIndex from what users pass as ``index``: None, a factory string
+    (``"auto"`` included), a ``faiss.Index`` or a FaissIndex (used as it is)."""
     if isinstance(index, FaissIndex):
-        return index
-    return FaissIndex(factory="Flat" if index is None else index, normalize=normalize, device=device)
+        return index.set_search_params(**search_params) if search_params else index
+    return FaissIndex(
+        factory="Flat" if index is None else index, normalize=normalize, device=device, search_params=search_params
+    )
 
 
 class DenseRetriever(Retriever):
-    """A retriever whose document vectors live in ``self.index`` (a FaissIndex)."""
+    """A retriever whose document vectors live in ``self.index`` (a FaissIndex).
 
-    def __init__(self, key: str, on: Any, normalize: bool, k: int | None, batch_size: int, index: Any, device: str) -> None:
+    Search parameters of approximate indexes are set per retriever
+    (``search_params={"nprobe": 64}``, :meth:`set_search_params`, :meth:`tune`)
+    or per call (``retriever(q, nprobe=128)``), without rebuilding.
+    """
+
+    def __init__(
+        self, key: str, on: Any, normalize: bool, k: int | None, batch_size: int, index: Any, device: str,
+        search_params: dict | None = None,
+    ) -> None:
         super().__init__(key=key, on=on, k=k, batch_size=batch_size)
         self.normalize = bool(normalize)
         self.device = device
-        self.index = make_index(index, self.normalize, device)
+        self.search_params = check_search_params(search_params)
+        self.index = make_index(index, self.normalize, device, self.search_params)
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _hits_for(self, vectors: np.ndarray, k: int | None, prepared: bool = False) -> list[list[dict]]:
+    def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return check_search_params({name: kwargs[name] for name in SEARCH_PARAMETERS if name in kwargs})
+
+    def set_search_params(self, **search_params: int) -> "DenseRetriever":
+        """Default ``nprobe``/``efSearch`` of this retriever's index; returns ``self``."""
+        self.index.set_search_params(**search_params)
+        self.search_params = {**self.search_params, **check_search_params(search_params)}
+        return self
+
+    def tune(self, target_recall: float = 0.95, k: int = 10, sample_size: int = 256, show_progress: bool = True) -> Any:
+        """Tune the index's ``nprobe``/``efSearch`` to ``target_recall`` on a sample of the
+        documents' own vectors (see :func:`cherche_faiss.index.tuning.tune_search_params`)."""
+        result = self.index.tune(target_recall=target_recall, k=k, sample_size=sample_size, show_progress=show_progress)
+        self.search_params = dict(result.params)
+        return result
+
+    def _hits_for(
+        self, vectors: np.ndarray, k: int | None, prepared: bool = False, **search_params: int
+    ) -> list[list[dict]]:
         search = self.index.search_prepared if prepared else self.index.search
-        similarities, keys = search(vectors, k or len(self.index))
+        similarities, keys = search(vectors, k or len(self.index), **search_params)
         return [make_hits(self.key, row_keys, row_scores) for row_keys, row_scores in zip(keys, similarities)]
 
-    def _encode_documents(
-        self, encoder: Any, documents: list[Mapping], batch_size: int | None, show_progress: bool
-    ) -> tuple[list, np.ndarray]:
-        documents = as_documents(documents, self.key, self.on)
-        last = {document[self.key]: document for document in documents}
-        if not last:
-            return [], np.empty((0, 0), dtype=np.float32)
-        texts = document_texts(list(last.values()), self.on)
-        vectors = encode_in_batches(
-            encoder, texts, batch_size or self.batch_size, f"{type(self).__name__} retriever", show_progress
+    def _add_encoded(
+        self, encoder: Any, documents: Iterable[Mapping], batch_size: int | None, show_progress: bool
+    ) -> None:
+        """Encode ``documents`` batch by batch and stream them into the index."""
+        size = batch_size or self.batch_size
+        self.index.add_batches(
+            encoded_batches(encoder, documents, self.key, self.on, size),
+            total=length_of(documents) or None,
+            show_progress=show_progress,
+            description=f"{type(self).__name__} retriever",
         )
-        return list(last), vectors

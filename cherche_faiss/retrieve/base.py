@@ -53,9 +53,15 @@ class Retriever(ComposeMixin, Component):
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
         self._check_indexed()
         results: list[list[dict]] = []
+        options = self._call_options(kwargs)
         for batch in batches(queries, batch_size):
-            results.extend(self._search(list(batch), k))
+            results.extend(self._search(list(batch), k, **options))
         return results[0] if single else results
+
+    def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Options of :meth:`_search` taken from the call's keyword arguments (none by default;
+        other keyword arguments are accepted and ignored, as in Cherche's pipelines)."""
+        return {}
 
     def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
         """Hits of each query of one batch (subclasses implement this)."""

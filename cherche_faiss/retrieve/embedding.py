@@ -35,11 +35,20 @@ class Embedding(DenseRetriever):
         k: int | None = None,
         batch_size: int = 1024,
         device: str = "cpu",
+        search_params: dict | None = None,
     ) -> None:
-        super().__init__(key=key, on=None, normalize=normalize, k=k, batch_size=batch_size, index=index, device=device)
+        super().__init__(
+            key=key, on=None, normalize=normalize, k=k, batch_size=batch_size, index=index, device=device,
+            search_params=search_params,
+        )
 
-    def add(self, documents: list[Mapping], embeddings_documents: Any = None, **kwargs: Any) -> "Embedding":
+    def add(
+        self, documents: list[Mapping], embeddings_documents: Any = None, show_progress: bool = True, **kwargs: Any
+    ) -> "Embedding":
         """Add one vector per document (a key added again is replaced).
+
+        An index that needs training (IVF, PQ) is trained on these vectors,
+        with a progress bar unless ``show_progress=False``.
 
         Returns
         -------
@@ -47,16 +56,17 @@ class Embedding(DenseRetriever):
             ``self``.
         """
         keys, vectors = documents_with_vectors(documents, embeddings_documents, self.key, "retriever")
-        self.index.add(vectors, keys)
+        self.index.add(vectors, keys, show_progress=show_progress)
         return self
 
     def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
+        search_params = self._call_options(kwargs)
         self._check_indexed()
         vectors = self.index.prepare(q, "q")  # validated and normalised once for every chunk
         single = len(vectors) == 1
         results: list[list[dict]] = []
         for start in range(0, len(vectors), batch_size):
-            results.extend(self._hits_for(vectors[start : start + batch_size], k, prepared=True))
+            results.extend(self._hits_for(vectors[start : start + batch_size], k, prepared=True, **search_params))
         return results[0] if single else results

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..encoders.base import as_encoder
@@ -32,10 +32,15 @@ class DPR(DenseRetriever):
     batch_size
         Texts encoded per batch.
     index
-        Where the vectors live: ``None`` (exact search), a FAISS factory string
-        (``"HNSW32"``, ``"IVF256,Flat"`` ...), a ``faiss.Index`` or a FaissIndex.
+        Where the vectors live: ``None`` (exact search), ``"auto"`` (chosen from
+        the corpus size, see :func:`cherche_faiss.index.auto.choose_index`), a
+        FAISS factory string (``"HNSW32"``, ``"IVF4096,Flat"`` ...), a
+        ``faiss.Index`` or a :class:`~cherche_faiss.index.FaissIndex`.
     device
         Device of the FAISS index (``"cpu"``, ``"cuda"``, ``"auto"`` ...).
+    search_params
+        Default ``{"nprobe": n}`` (IVF) or ``{"efSearch": n}`` (HNSW); a call
+        takes them too: ``retriever(q, nprobe=128)``.
     """
 
     def __init__(
@@ -49,28 +54,45 @@ class DPR(DenseRetriever):
         batch_size: int = 64,
         index: Any = None,
         device: str = "cpu",
+        search_params: dict | None = None,
     ) -> None:
-        super().__init__(key=key, on=on, normalize=normalize, k=k, batch_size=batch_size, index=index, device=device)
+        super().__init__(
+            key=key, on=on, normalize=normalize, k=k, batch_size=batch_size, index=index, device=device,
+            search_params=search_params,
+        )
         self.encoder = as_encoder(encoder, "encoder")
         self.query_encoder = as_encoder(query_encoder, "query_encoder")
 
     def add(
-        self, documents: list[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any
+        self, documents: Iterable[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any
     ) -> "DPR":
         """Encode ``documents`` and add them (a key added again is replaced).
+
+        Documents may come from any iterable, a generator included: they are
+        encoded and added ``batch_size`` at a time, so memory holds the index
+        and one batch, never every embedding at once. A list is validated
+        whole first (a bad document then changes nothing); a generator batch
+        by batch.
+
+        Parameters
+        ----------
+        documents
+            Dicts with the ``key`` field and the ``on`` fields.
+        batch_size
+            Documents encoded per batch (default: the retriever's).
+        show_progress
+            Progress bar with rate and ETA (tqdm).
 
         Returns
         -------
         DPR
             ``self``.
         """
-        keys, vectors = self._encode_documents(self.encoder, documents, batch_size, show_progress)
-        if keys:
-            self.index.add(vectors, keys)
+        self._add_encoded(self.encoder, documents, batch_size, show_progress)
         return self
 
-    def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
-        return self._hits_for(self.query_encoder.encode(queries, batch_size=self.batch_size), k)
+    def _search(self, queries: list[str], k: int | None, **search_params: int) -> list[list[dict]]:
+        return self._hits_for(self.query_encoder.encode(queries, batch_size=self.batch_size), k, **search_params)
 
 
 class Encoder(DPR):
@@ -100,9 +122,10 @@ class Encoder(DPR):
         batch_size: int = 64,
         index: Any = None,
         device: str = "cpu",
+        search_params: dict | None = None,
     ) -> None:
         encoder = as_encoder(encoder, "encoder")
         super().__init__(
             key=key, on=on, encoder=encoder, query_encoder=encoder, normalize=normalize,
-            k=k, batch_size=batch_size, index=index, device=device,
+            k=k, batch_size=batch_size, index=index, device=device, search_params=search_params,
         )

@@ -69,13 +69,12 @@ def test_k_is_clamped_and_one_dimensional_query_accepted(rng):
 
 def test_missing_results_are_dropped(rng):
     # An IVF index probing one list cannot find documents of other lists: FAISS pads with -1.
-    vectors = unit_rows(rng, 200)
-    index = FaissIndex(factory="IVF8,Flat").add(vectors, list(range(200)))
-    index.faiss_index.nprobe = 1
-    similarities, keys = index.search(vectors[:4], k=150)
+    vectors = unit_rows(rng, 400)
+    index = FaissIndex(factory="IVF8,Flat").add(vectors, list(range(400)))
+    similarities, keys = index.search(vectors[:4], k=300, nprobe=1)
     for row_keys, row_scores in zip(keys, similarities):
-        assert 0 < len(row_keys) < 150 and len(row_keys) == len(row_scores)
-        assert all(isinstance(key, int) and 0 <= key < 200 for key in row_keys)
+        assert 0 < len(row_keys) < 300 and len(row_keys) == len(row_scores)
+        assert all(isinstance(key, int) and 0 <= key < 400 for key in row_keys)
 
 
 def test_re_adding_a_key_replaces_its_vector(rng):
@@ -104,17 +103,16 @@ def test_remove(rng):
 
 def test_ivf_index_is_trained_automatically(rng):
     vectors = unit_rows(rng, 300)
-    index = FaissIndex(factory="IVF4,Flat", train_size=100).add(vectors, list(range(300)))
+    index = FaissIndex(factory="IVF4,Flat", train_size=200).add(vectors, list(range(300)))
     assert index.faiss_index.is_trained
-    index.faiss_index.nprobe = 4
-    assert index.search(vectors[7], k=1)[1] == [[7]]
+    assert index.search(vectors[7], k=1, nprobe=4)[1] == [[7]]
     np.testing.assert_allclose(index.reconstruct([7, 8]), vectors[7:9], rtol=1e-6)
 
 
 def test_too_few_vectors_to_train_is_a_clear_error(rng):
     index = FaissIndex(factory="IVF64,Flat")
-    with pytest.raises(InvalidInputError, match="at least 64"):
-        index.add(unit_rows(rng, 10), list(range(10)))
+    with pytest.raises(InvalidInputError, match="at least 2,496 vectors"):
+        index.add(unit_rows(rng, 100), list(range(100)))
     assert len(index) == 0
 
 
@@ -175,16 +173,17 @@ def test_constructor_validation():
 
 
 def test_pickle_round_trip_twice(rng):
-    index = FaissIndex(factory="IVF4,Flat").add(unit_rows(rng, 100), list(range(100)))
-    index.faiss_index.nprobe = 2
+    index = FaissIndex(factory="IVF4,Flat").add(unit_rows(rng, 200), list(range(200)))
+    index.set_search_params(nprobe=2)  # search parameters survive pickling
     queries = unit_rows(rng, 5)
     expected = index.search(queries, k=10)
     once = pickle.loads(pickle.dumps(index))
     twice = pickle.loads(pickle.dumps(once, protocol=5))
     assert once.search(queries, k=10) == expected == twice.search(queries, k=10)
-    assert twice.keys() == index.keys() and twice.on == "cpu"
+    assert twice.keys() == index.keys() and twice.on == "cpu" and twice.search_params == {"nprobe": 2}
+    assert twice.search(queries, k=10) != twice.search(queries, k=10, nprobe=1)  # nprobe=2 was in effect
     twice.add(unit_rows(rng, 1), [1000])  # still usable for updates after loading
-    assert len(twice) == 101
+    assert len(twice) == 201
 
 
 def test_tampered_index_bytes_raise_corrupt_file_error(rng):

@@ -1,0 +1,167 @@
+"""Tune ``nprobe`` / ``efSearch`` to a target recall on the corpus's own vectors.
+
+A sample of the vectors held is searched twice: exhaustively (every IVF list,
+or the exact scan of an HNSW graph's stored vectors) for the ground truth, and
+with increasing parameter values until recall@k reaches the target. The
+sampled vector itself is its own nearest neighbour, so it is dropped from both
+lists before comparing (otherwise every query would score a free hit).
+
+Recall is measured against exhaustive search *over the index's own codes*: for
+raw vectors (``IVF...,Flat``, HNSW) that is exact search; for compressed ones
+(``SQ8``, ``PQ``) it isolates what ``nprobe`` loses from what compression
+loses, which no search parameter can win back.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._batching import progress
+from .._validation import check_positive_int
+from ..exceptions import InvalidInputError, RecallNotReachedWarning
+from ._search_params import index_kind, ivf_lists
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .faiss import FaissIndex
+
+__all__ = ["TuningResult", "tune_search_params"]
+
+_EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048)
+
+
+@dataclass
+class TuningResult:
+    """The outcome of :func:`tune_search_params`.
+
+    Attributes
+    ----------
+    params
+        The chosen parameters (``{}`` for an exhaustive index).
+    recall
+        recall@k measured with them.
+    target_recall, k, sample_size
+        What was asked and on how many sampled vectors.
+    reached
+        Whether ``recall >= target_recall``.
+    trials
+        Every value tried: ``{"params", "recall", "ms_per_query"}`` (batched search).
+    """
+
+    params: dict
+    recall: float
+    target_recall: float
+    k: int
+    sample_size: int
+    reached: bool
+    trials: list = field(default_factory=list)
+
+
+def _recall(found: np.ndarray, truth: np.ndarray, own: np.ndarray, k: int) -> float:
+    hits = total = 0
+    for found_row, truth_row, own_id in zip(found.tolist(), truth.tolist(), own.tolist()):
+        truth_set = [i for i in truth_row if i >= 0 and i != own_id][:k]
+        found_set = {i for i in found_row if i >= 0 and i != own_id}
+        hits += len(found_set.intersection(truth_set))
+        total += len(truth_set)
+    return hits / total if total else 1.0
+
+
+def tune_search_params(
+    index: "FaissIndex",
+    target_recall: float = 0.95,
+    k: int = 10,
+    sample_size: int = 256,
+    seed: int = 0,
+    apply: bool = True,
+    show_progress: bool = True,
+) -> TuningResult:
+    """Find the cheapest ``nprobe`` (IVF) or ``efSearch`` (HNSW) reaching ``target_recall``.
+
+    Parameters
+    ----------
+    index
+        A FaissIndex holding vectors.
+    target_recall
+        recall@k to reach, in (0, 1].
+    k
+        Number of neighbours the recall is measured on.
+    sample_size
+        Vectors of the index used as queries (sampled without replacement).
+    seed
+        Seed of the sample.
+    apply
+        Make the chosen parameters the index's defaults (``index.search_params``).
+    show_progress
+        Show a progress bar over the values tried.
+
+    Returns
+    -------
+    TuningResult
+        When no value reaches the target (HNSW with a very high target), the
+        largest is chosen and a :class:`~cherche_faiss.exceptions.RecallNotReachedWarning` says so.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cherche_faiss.index import FaissIndex
+    >>> vectors = np.random.default_rng(0).standard_normal((2000, 16))
+    >>> index = FaissIndex(factory="IVF16,Flat").add(vectors, list(range(2000)))
+    >>> result = index.tune(target_recall=0.9, show_progress=False)
+    >>> result.reached, result.recall >= 0.9, index.search_params == result.params
+    (True, True, True)
+    """
+    if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1:
+        raise InvalidInputError(f"target_recall must be a number in (0, 1], got {target_recall!r}.")
+    k = check_positive_int(k, "k", allow_none=False)
+    sample_size = check_positive_int(sample_size, "sample_size", allow_none=False)
+    index._check_indexed()
+    kind = index_kind(index.faiss_index)
+    if kind == "other":
+        result = TuningResult({}, 1.0, float(target_recall), k, 0, True)
+        if apply:
+            index.search_params = {}
+        return result
+    ids = np.fromiter(index._ids.values(), dtype=np.int64, count=len(index))
+    rng = np.random.default_rng(seed)
+    own = np.sort(rng.choice(ids, size=min(sample_size, len(ids)), replace=False))
+    queries = index.reconstruct_ids(own)
+    depth = min(k + 1, len(index))
+    truth = index._exhaustive_ids(queries, depth)
+    if kind == "ivf":
+        nlist = ivf_lists(index.faiss_index)
+        values = [2**i for i in range(nlist.bit_length()) if 2**i < nlist] + [nlist]
+        name = "nprobe"
+    else:
+        values, name = list(_EF_SEARCH), "efSearch"
+    trials = []
+    chosen = None
+    with progress(len(values), f"tuning {name} for recall@{k} >= {target_recall}", show_progress, unit="try") as bar:
+        for value in values:
+            params = {name: value}
+            start = time.perf_counter()
+            _, found = index._search_ids(queries, depth, params)
+            elapsed = time.perf_counter() - start
+            recall = _recall(found, truth, own, k)
+            trials.append({"params": params, "recall": recall, "ms_per_query": 1000 * elapsed / len(own)})
+            bar.update(1)
+            if recall >= target_recall:
+                chosen = trials[-1]
+                break
+    reached = chosen is not None
+    if not reached:
+        chosen = trials[-1]
+        warnings.warn(
+            f"no {name} up to {values[-1]} reaches recall@{k} {target_recall} on this index "
+            f"(best: {chosen['recall']:.3f}); using {name}={values[-1]}. Build the index with more "
+            "links (e.g. HNSW64) or use an IVF index.",
+            RecallNotReachedWarning,
+            stacklevel=2,
+        )
+    if apply:
+        index.search_params = dict(chosen["params"])
+    return TuningResult(dict(chosen["params"]), chosen["recall"], float(target_recall), k, len(own), reached, trials)
