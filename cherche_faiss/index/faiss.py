@@ -395,6 +395,8 @@ class FaissIndex(Component):
                         self._build(matrix.shape[1], buffered, size_known=False)
                     else:
                         self._build(matrix.shape[1], total)
+                    if total is not None:
+                        self._reserve(total)
                 if not self._index.is_trained and buffered < self._training_size():
                     continue
                 self._add_prepared(np.concatenate(pending), pending_keys, show_progress)
@@ -404,6 +406,25 @@ class FaissIndex(Component):
                 self._add_prepared(np.concatenate(pending), pending_keys, show_progress)
                 bar.update(len(pending_keys))
         return self
+
+    def _reserve(self, total: int) -> None:
+        """Allocate flat storage for ``total`` vectors up front (flat and HNSW indexes on the CPU).
+
+        FAISS grows that storage as a ``std::vector``: each reallocation copies
+        it, so streaming a million vectors in batches would briefly need twice
+        the index in memory. Resizing up and back down keeps the capacity.
+        """
+        if self._device != "cpu" or len(self._keys):
+            return
+        faiss = _faiss()
+        core = faiss.downcast_index(self._index)
+        if isinstance(core, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            core = faiss.downcast_index(core.index)
+        if isinstance(core, faiss.IndexHNSW):
+            core = faiss.downcast_index(core.storage)
+        if isinstance(core, faiss.IndexFlatCodes) and core.ntotal == 0:
+            core.codes.resize(int(total) * int(core.code_size))
+            core.codes.resize(0)
 
     def _add_prepared(self, matrix: np.ndarray, keys: list[Hashable], show_progress: bool = False) -> "FaissIndex":
         if not keys:
@@ -567,9 +588,24 @@ class FaissIndex(Component):
             vectors, id_map = flat
             scores, rows = inner_product_top_k(vectors, matrix, k)
             return scores, id_map[rows]
-        parameters = faiss_search_parameters(self._index, params, self.factory_used)
+        parameters = self._faiss_parameters(params)
         scores, ids = self._index.search(matrix, k, params=parameters)
         return (-scores if self.metric == "l2" else scores), ids
+
+    def _faiss_parameters(self, params: dict[str, int]) -> Any:
+        """The ``faiss.SearchParameters`` of ``params``, built once per distinct value and index.
+
+        They are never modified after construction, so concurrent searches share them safely.
+        """
+        if not params:
+            return None
+        cache = self.__dict__.setdefault("_parameters_cache", {})
+        key = (id(self._index), tuple(sorted(params.items())))
+        if key not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = (self._index, faiss_search_parameters(self._index, params, self.factory_used))
+        return cache[key][1]
 
     def _exhaustive_ids(self, matrix: np.ndarray, k: int) -> np.ndarray:
         """FAISS ids of the ``k`` nearest stored vectors by exhaustive search (tuning's ground truth)."""
@@ -600,6 +636,7 @@ class FaissIndex(Component):
         sample_size: int = 256,
         seed: int = 0,
         show_progress: bool = True,
+        queries: Any = None,
     ) -> Any:
         """Set ``nprobe``/``efSearch`` to the cheapest value reaching ``target_recall``.
 
@@ -608,7 +645,9 @@ class FaissIndex(Component):
         """
         from .tuning import tune_search_params
 
-        return tune_search_params(self, target_recall, k, sample_size, seed, apply=True, show_progress=show_progress)
+        return tune_search_params(
+            self, target_recall, k, sample_size, seed, apply=True, show_progress=show_progress, queries=queries
+        )
 
     def ids_of(self, keys: Iterable[Hashable]) -> np.ndarray:
         """FAISS ids of ``keys`` as an int64 array, -1 for keys not in the index."""
@@ -715,7 +754,8 @@ class FaissIndex(Component):
     _state_version = 1
 
     def _get_state(self) -> dict[str, Any]:
-        state = {name: value for name, value in self.__dict__.items() if name not in ("_index", "_flat", "_rows_by_id")}
+        transient = ("_index", "_flat", "_rows_by_id", "_parameters_cache")
+        state = {name: value for name, value in self.__dict__.items() if name not in transient}
         if self._index is None:
             state["index_bytes"] = None
         else:

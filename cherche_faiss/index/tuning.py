@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -79,6 +79,7 @@ def tune_search_params(
     seed: int = 0,
     apply: bool = True,
     show_progress: bool = True,
+    queries: Any = None,
 ) -> TuningResult:
     """Find the cheapest ``nprobe`` (IVF) or ``efSearch`` (HNSW) reaching ``target_recall``.
 
@@ -98,6 +99,11 @@ def tune_search_params(
         Make the chosen parameters the index's defaults (``index.search_params``).
     show_progress
         Show a progress bar over the values tried.
+    queries
+        Query vectors to tune on instead of the index's own vectors, e.g. a
+        validation sample of real queries (better when queries differ from
+        documents, as questions differ from passages); at most
+        ``sample_size`` of them are used.
 
     Returns
     -------
@@ -126,10 +132,16 @@ def tune_search_params(
         if apply:
             index.search_params = {}
         return result
-    ids = np.fromiter(index._ids.values(), dtype=np.int64, count=len(index))
     rng = np.random.default_rng(seed)
-    own = np.sort(rng.choice(ids, size=min(sample_size, len(ids)), replace=False))
-    queries = index.reconstruct_ids(own)
+    if queries is None:
+        ids = np.fromiter(index._ids.values(), dtype=np.int64, count=len(index))
+        own = np.sort(rng.choice(ids, size=min(sample_size, len(ids)), replace=False))
+        queries = index.reconstruct_ids(own)
+    else:
+        queries = index.prepare(queries, "queries")
+        if len(queries) > sample_size:
+            queries = queries[np.sort(rng.choice(len(queries), size=sample_size, replace=False))]
+        own = np.full(len(queries), -2, dtype=np.int64)  # no query is one of the index's vectors
     depth = min(k + 1, len(index))
     truth = index._exhaustive_ids(queries, depth)
     if kind == "ivf":

@@ -56,10 +56,23 @@ class DenseRetriever(Retriever):
         self.search_params = {**self.search_params, **check_search_params(search_params)}
         return self
 
-    def tune(self, target_recall: float = 0.95, k: int = 10, sample_size: int = 256, show_progress: bool = True) -> Any:
+    def tune(
+        self,
+        target_recall: float = 0.95,
+        k: int = 10,
+        sample_size: int = 256,
+        show_progress: bool = True,
+        queries: Any = None,
+    ) -> Any:
         """Tune the index's ``nprobe``/``efSearch`` to ``target_recall`` on a sample of the
-        documents' own vectors (see :func:`cherche_faiss.index.tuning.tune_search_params`)."""
-        result = self.index.tune(target_recall=target_recall, k=k, sample_size=sample_size, show_progress=show_progress)
+        documents' own vectors, or on sample ``queries`` (texts, encoded with the query
+        encoder; see :func:`cherche_faiss.index.tuning.tune_search_params`)."""
+        if queries is not None and hasattr(self, "query_encoder"):
+            texts = [queries] if isinstance(queries, str) else list(queries)
+            queries = self.query_encoder.encode(texts, batch_size=self.batch_size)
+        result = self.index.tune(
+            target_recall=target_recall, k=k, sample_size=sample_size, show_progress=show_progress, queries=queries
+        )
         self.search_params = dict(result.params)
         return result
 

@@ -38,7 +38,8 @@ def test_build_on_gpu_and_load_without_gpu(tmp_path, factory):
     index = FaissIndex(factory=factory, device="cuda").add(vectors, list(range(5000)))
     assert index.on == "cuda:0"
     if factory.startswith("IVF"):
-        index.faiss_index.nprobe = 64  # exhaustive probing: results comparable with the CPU
+        index.set_search_params(nprobe=64)  # exhaustive probing: results comparable with the CPU
+        assert index.search(queries, k=10, nprobe=1)[1] != index.search(queries, k=10)[1]
     expected = index.search(queries, k=10)[1]
     path = tmp_path / "index.pkl"
     path.write_bytes(pickle.dumps(index))

@@ -70,6 +70,10 @@ def fake_gpus(monkeypatch):
     monkeypatch.setattr(index_module, "gpu_resources", lambda gpu: object())
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
     monkeypatch.setattr(faiss, "index_gpu_to_cpu", to_cpu, raising=False)
+    # faiss' helpers that inspect an index see through the stand-in to the CPU index it wraps.
+    for name in ("try_extract_index_ivf", "downcast_index"):
+        real = getattr(faiss, name)
+        monkeypatch.setattr(faiss, name, lambda index, real=real: real(getattr(index, "cpu_index", index)))
     return calls
 
 
@@ -148,3 +152,22 @@ def test_forged_state_built_on_cuda_loads_on_this_cpu_machine(rng):
         restored.__setstate__(state)
     assert restored.on == "cpu"
     assert restored.search(vectors[:3], k=4) == index.search(vectors[:3], k=4)
+
+
+def test_ivf_index_trains_and_searches_on_the_gpu_then_loads_on_the_cpu(fake_gpus, rng):
+    vectors = rng.standard_normal((1_000, 8)).astype(np.float32)
+    index = FaissIndex(factory="IVF16,Flat", device="cuda", search_params={"nprobe": 16})
+    index.add(vectors, list(range(1_000)))
+    # Moved to the GPU empty, then trained and filled there.
+    assert isinstance(index.faiss_index, FakeGpuIndex) and index.faiss_index.is_trained
+    assert fake_gpus["to_gpu"] == 1 and index.faiss_index.ntotal == 1_000
+    expected = index.search(vectors[:5], k=5)
+    assert [row[0] for row in expected[1]] == [0, 1, 2, 3, 4]  # nprobe=16 reached the GPU search
+    fewer = index.search(vectors[:50], k=10, nprobe=1)[1]
+    assert fewer != index.search(vectors[:50], k=10)[1]
+    data = pickle.dumps(index)
+    fake_gpus["count"] = 0
+    with pytest.warns(DeviceFallbackWarning):
+        restored = pickle.loads(data)
+    assert restored.on == "cpu" and restored.search_params == {"nprobe": 16}
+    assert_same_search(restored.search(vectors[:5], k=5), expected)

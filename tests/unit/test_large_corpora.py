@@ -340,3 +340,30 @@ def test_hnsw_refuses_updates_clearly_and_stays_intact(rng):
     assert len(index) == 100 and index.faiss_index.ntotal == 100 and index.search(vectors[:5], k=5) == before
     index.add(vectors[7], [1_000])  # new keys are fine
     assert len(index) == 101
+
+
+def test_tune_on_validation_queries(ivf, rng):
+    index, queries, truth = ivf
+    validation = unit_rows(np.random.default_rng(7), 100)
+    result = index.tune(target_recall=0.95, queries=validation, show_progress=False)
+    assert result.reached and result.sample_size == 100
+    assert recall_at(index, queries, truth) >= 0.9
+    with pytest.raises(InvalidInputError, match="dimension"):
+        index.tune(queries=unit_rows(rng, 5, d=8), show_progress=False)
+
+
+def test_retriever_tunes_on_query_texts(small_exact_limit):
+    documents = [{"id": i, "text": f"text {i} topic {i % 50}"} for i in range(3_000)]
+    retriever = retrieve.Encoder(key="id", on="text", encoder=HashingEncoder(dimension=32), index="IVF32,Flat")
+    retriever.add(documents, show_progress=False)
+    result = retriever.tune(target_recall=0.99, queries=[f"topic {t}" for t in range(40)], show_progress=False)
+    assert result.sample_size == 40 and result.recall >= 0.99 and retriever.search_params == result.params
+
+
+def test_search_parameter_objects_are_reused_and_not_pickled(ivf):
+    index, queries, _ = ivf
+    index.search(queries, k=3, nprobe=4)
+    first = index._faiss_parameters({"nprobe": 4})
+    index.search(queries, k=3, nprobe=4)
+    assert index._faiss_parameters({"nprobe": 4}) is first and first.nprobe == 4
+    assert "_parameters_cache" not in index.__getstate__()["state"]
