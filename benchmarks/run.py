@@ -28,7 +28,11 @@ WORKLOADS = {
     "overhead": "Library overhead with a lookup-table encoder",
     "dense_search": "Exact dense search",
     "serialization": "Serialisation at scale",
+    "large_corpus": "Large corpus: approximate indexes vs exact search, cherche_faiss vs raw FAISS",
 }
+# Workloads too long for the quick suite: they run at smoke size (CI) and full size
+# (``make bench-full``), or when named with --only.
+NOT_QUICK = {"large_corpus"}
 
 
 def _header(env: dict, config: Config, seconds: float) -> str:
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[str] = []
     plots: list[str] = []
     failures: list[str] = []
-    for name in args.only or list(WORKLOADS):
+    names = args.only or [name for name in WORKLOADS if not (config.size == "quick" and name in NOT_QUICK)]
+    for name in names:
         module = importlib.import_module(name)
         print(f"[{name}] {WORKLOADS[name]} ...", file=sys.stderr, flush=True)
         try:
