@@ -133,8 +133,18 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident memory of this process so far: ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``getrusage().ru_maxrss``: Linux carries the parent's peak into a child
+    started by ``subprocess`` (``execve`` keeps the larger of the two), so a
+    child measured right after a big parent would report the parent's peak.
+    ``VmHWM`` belongs to the child's own address space.
+    """
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: the best there is
 
 
 def copy_bandwidth(nbytes: int = 1 << 28, repeats: int = 5) -> float:

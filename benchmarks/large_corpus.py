@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import pickle
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Config, format_ms, format_ratio, record, run_alone, summary  # noqa: E402
+from _common import Config, format_ms, format_ratio, peak_rss_bytes, record, rss_bytes, run_alone, summary  # noqa: E402
 
 WORKLOAD = "large_corpus"
 K = 10
@@ -122,15 +120,6 @@ def exact_truth(base: np.ndarray, queries: np.ndarray, n: int, k: int = K) -> np
 
 
 # -- one index type, in a child process ---------------------------------------------------------------
-def _rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def measure_one(factory: str, config: Config, n: int, truth_path: Path) -> dict:
     import faiss
 
@@ -144,12 +133,12 @@ def measure_one(factory: str, config: Config, n: int, truth_path: Path) -> dict:
     truth = np.load(truth_path)
     FaissIndex().add(base[:10], list(range(10)))  # warm the libraries up before the baseline
     gc.collect()
-    baseline = _rss()
+    baseline = rss_bytes()
     index = FaissIndex(factory=factory)
     start = time.perf_counter()
     index.add_batches(stream(base, n), total=n, show_progress=False)
     build_s = time.perf_counter() - start
-    peak_above_baseline = _peak() - baseline
+    peak_above_baseline = peak_rss_bytes() - baseline
 
     start = time.perf_counter()
     tuning = index.tune(target_recall=TARGET_RECALL, k=K, show_progress=False, queries=validation)

@@ -24,6 +24,7 @@ from ..exceptions import (
     UnknownKeyError,
 )
 from ._exact import inner_product_top_k
+from ._memory import RELEASE_EVERY, release_free_heap
 from ._search_params import check_search_params, faiss_search_parameters, index_kind, ivf_lists
 from ._training import default_training_size, minimum_training_size, train_index
 from .auto import EXACT_LIMIT, choose_index, parse_bytes
@@ -377,6 +378,7 @@ class FaissIndex(Component):
         total = check_positive_int(total, "total")
         pending: list[np.ndarray] = []
         pending_keys: list[Hashable] = []
+        since_release = 0
         with progress(total, description, show_progress, unit="vec") as bar:
             for number, (vectors, keys) in enumerate(batches):
                 matrix = self.prepare(vectors, f"vectors of batch {number}")
@@ -384,6 +386,10 @@ class FaissIndex(Component):
                 if self._index is not None and self._index.is_trained and not pending:
                     self._add_prepared(matrix, keys, show_progress)
                     bar.update(len(keys))
+                    since_release += len(keys)
+                    if since_release >= RELEASE_EVERY and self._grows_by_reallocation():
+                        release_free_heap()  # see _memory: the lists' old blocks stay resident otherwise
+                        since_release = 0
                     continue
                 pending.append(matrix)
                 pending_keys.extend(keys)
@@ -406,6 +412,10 @@ class FaissIndex(Component):
                 self._add_prepared(np.concatenate(pending), pending_keys, show_progress)
                 bar.update(len(pending_keys))
         return self
+
+    def _grows_by_reallocation(self) -> bool:
+        """Whether adding reallocates many small blocks: an IVF index's inverted lists, on the CPU."""
+        return self._device == "cpu" and index_kind(self._index) == "ivf"
 
     def _reserve(self, total: int) -> None:
         """Allocate flat storage for ``total`` vectors up front (flat and HNSW indexes on the CPU).
