@@ -75,6 +75,28 @@ class Component:
         """Rebuild the component from :meth:`_get_state`'s output."""
         self.__dict__.update(state)
 
+    # -- the safe on-disk format (cherche_faiss.persist.save / load) ----------------------
+    def _save_state(self) -> dict[str, Any]:
+        """What :func:`cherche_faiss.persist.save` stores: by default what a pickle holds.
+
+        The constructor parameters among these attributes are written as the
+        component's ``params`` (and passed to ``__init__`` again on load, which
+        validates them); the others are restored by :meth:`_load_state`.
+        """
+        return self._get_state()
+
+    def _load_state(self, state: dict[str, Any], context: Any = None) -> None:
+        """Restore the attributes :meth:`_save_state` gave, after ``__init__`` ran with the params.
+
+        ``context`` carries the load options (``device``, ``mmap``) for the
+        components that use them.
+        """
+        self._set_state(state)
+
+    def _check_loaded(self) -> None:
+        """Raise :class:`IncompatibleStateError` when the attributes just restored are inconsistent
+        (a save edited by hand, say); subclasses check what they rely on."""
+
     def __getstate__(self) -> dict[str, Any]:
         return {
             _VERSION_KEY: __version__,

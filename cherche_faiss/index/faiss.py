@@ -154,10 +154,11 @@ class FaissIndex(Component):
         self._choice: dict | None = None  # what "auto" chose: factory, reason, search_params
         self._device = resolve_faiss_device(device)
         self._index: Any = None
-        self._keys: list[Any] = []  # FAISS id -> key; removed ids hold _REMOVED
+        self._keys: list[Any] = []  # FAISS id -> key; removed ids hold None
         self._ids: dict[Hashable, int] = {}
         self._flat: tuple[np.ndarray, np.ndarray] | None = None  # see _flat_storage
         self._rows_by_id: np.ndarray | None = None  # see _row_of_id
+        self._mapped = False  # memory-mapped from a saved file: read-only (see cherche_faiss.persist.load)
         if not isinstance(factory, str):
             self._adopt(factory)
         elif self.dimension is not None and (factory != "auto" or self.expected_size is not None):
@@ -376,6 +377,7 @@ class FaissIndex(Component):
             ``self``.
         """
         total = check_positive_int(total, "total")
+        self._check_writable()
         pending: list[np.ndarray] = []
         pending_keys: list[Hashable] = []
         since_release = 0
@@ -436,9 +438,18 @@ class FaissIndex(Component):
             core.codes.resize(int(total) * int(core.code_size))
             core.codes.resize(0)
 
+    def _check_writable(self) -> None:
+        if self._mapped:
+            raise InvalidInputError(
+                "this index was loaded with mmap=True: its vectors are read from the saved files, "
+                "which are never modified in place, so it cannot add or remove vectors. Load it "
+                "with cherche_faiss.load(path, mmap=False) to change it, then save it again."
+            )
+
     def _add_prepared(self, matrix: np.ndarray, keys: list[Hashable], show_progress: bool = False) -> "FaissIndex":
         if not keys:
             return self
+        self._check_writable()
         # The last occurrence of a repeated key wins, as in a dict.
         last = {key: row for row, key in enumerate(keys)}
         if len(last) != len(keys):
@@ -514,6 +525,7 @@ class FaissIndex(Component):
             ) from None
 
     def _remove_ids(self, ids: np.ndarray, replacing: bool = False) -> None:
+        self._check_writable()
         faiss = _faiss()
         self._flat = None
         self._rows_by_id = None
@@ -760,12 +772,13 @@ class FaissIndex(Component):
         # index_gpu_to_cpu only exists in GPU builds of faiss, which is where we are.
         return _faiss().index_gpu_to_cpu(self._index)
 
-    # -- pickling -------------------------------------------------------------------------
+    # -- pickling and saving ----------------------------------------------------------------
     _state_version = 1
+    # Rebuilt, not stored: views of FAISS' memory, caches, and the key -> id dict (from _keys).
+    _TRANSIENT = ("_index", "_flat", "_rows_by_id", "_parameters_cache", "_mapped")
 
     def _get_state(self) -> dict[str, Any]:
-        transient = ("_index", "_flat", "_rows_by_id", "_parameters_cache")
-        state = {name: value for name, value in self.__dict__.items() if name not in transient}
+        state = {name: value for name, value in self.__dict__.items() if name not in self._TRANSIENT}
         if self._index is None:
             state["index_bytes"] = None
         else:
@@ -778,16 +791,13 @@ class FaissIndex(Component):
         state = dict(state)
         data = state.pop("index_bytes")
         checksum = state.pop("index_checksum", None)
-        saved_device = state["_device"]
+        saved_device = state.pop("_device")
         # Attributes added after the first release: older states get their defaults.
         for name, default in (("search_params", {}), ("expected_size", None), ("memory_budget", None),
                               ("target_recall", 0.95), ("_choice", None)):
             state.setdefault(name, default)
         self.__dict__.update(state)
-        self._index = None
-        self._flat = None
-        self._rows_by_id = None
-        self._device = "cpu"
+        index = None
         if data is not None:
             data = np.frombuffer(memoryview(data), dtype=np.uint8)
             if not isinstance(checksum, dict) or checksum.get("algorithm") != CHECKSUM:
@@ -802,16 +812,74 @@ class FaissIndex(Component):
                     "Load an intact copy or rebuild the index."
                 )
             try:
-                self._index = _read_index_from(data)
+                index = _read_index_from(data)
             except RuntimeError as error:
                 raise CorruptFileError(
                     f"FAISS could not read the index stored in this pickle: {error}"
                 ) from None
-            if self._index.ntotal != len(self._ids):
-                raise CorruptFileError(
-                    f"the pickled index holds {self._index.ntotal} vectors but its key table "
-                    f"{len(self._ids)} keys. Rebuild the index."
-                )
-        self._device = faiss_load_device(saved_device)
-        if self._index is not None:
-            self._place()
+        self._attach(index, faiss_load_device(saved_device))
+
+    def _save_state(self) -> dict[str, Any]:
+        """The attributes, with the FAISS index itself (on the CPU), for ``cherche_faiss.save``:
+        it is written with ``faiss.write_index`` so that it can be memory-mapped on load."""
+        state = {name: value for name, value in self.__dict__.items() if name not in self._TRANSIENT + ("_ids",)}
+        if not isinstance(self.factory, str):
+            # A faiss.Index given as factory is the index itself (or wrapped by it): stored once,
+            # as the index; the parameter keeps its description.
+            state["factory"] = self.factory_used
+        state["_index"] = None if self._index is None else self._cpu_index()
+        # Removed ids hold None in _keys, and so may a real key: the removed ones are listed.
+        holes = [id_ for id_, key in enumerate(self._keys) if key is None and self._ids.get(None) != id_]
+        state["_removed"] = np.asarray(holes, dtype=np.int64)
+        return state
+
+    def _load_state(self, state: dict[str, Any], context: Any = None) -> None:
+        state = dict(state)
+        index = state.pop("_index", None)
+        saved_device = state.pop("_device", "cpu")
+        removed = state.pop("_removed", None)
+        if not isinstance(saved_device, str):
+            raise IncompatibleStateError(f"the saved device of this FaissIndex is {saved_device!r}, not a device name.")
+        self.__dict__.update(state)
+        self._ids = self._key_table(self.__dict__.get("_keys"), removed)
+        device = getattr(context, "device", "auto")
+        if device == "auto":
+            target = faiss_load_device(saved_device)
+        else:
+            target = resolve_faiss_device(device)  # asked for explicitly: an unusable GPU is an error
+        self._attach(index, target, mapped=bool(getattr(context, "mmap", False)))
+
+    @staticmethod
+    def _key_table(keys: Any, removed: Any) -> dict[Hashable, int]:
+        """The key -> id dict of a saved id -> key list whose ``removed`` ids are holes."""
+        if not isinstance(keys, list):
+            raise IncompatibleStateError(f"the key table of this FaissIndex is a {type(keys).__name__}, not a list.")
+        holes = set(np.asarray(removed if removed is not None else [], dtype=np.int64).tolist())
+        try:
+            table = {key: id_ for id_, key in enumerate(keys) if id_ not in holes}
+        except TypeError:
+            raise IncompatibleStateError("the key table of this FaissIndex holds unhashable keys.") from None
+        if len(table) != len(keys) - len(holes):
+            raise IncompatibleStateError("the key table of this FaissIndex holds the same key twice.")
+        return table
+
+    def _attach(self, index: Any, device: str, mapped: bool = False) -> None:
+        """Adopt ``index`` (a CPU ``faiss.Index`` or None) read back for the key table ``self._keys``,
+        then move it to ``device``."""
+        self._index = index
+        self._flat = None
+        self._rows_by_id = None
+        self._device = "cpu"
+        self._mapped = False
+        if index is None:
+            if self._ids:
+                raise CorruptFileError(f"this FaissIndex has {len(self._ids)} keys but no FAISS index.")
+            return
+        if index.ntotal != len(self._ids):
+            raise CorruptFileError(
+                f"the saved FAISS index holds {index.ntotal} vectors but its key table "
+                f"{len(self._ids)} keys. Rebuild the index."
+            )
+        self._device = device
+        self._place()
+        self._mapped = mapped and self._device == "cpu"  # a GPU copy is ordinary memory
