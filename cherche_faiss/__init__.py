@@ -13,7 +13,7 @@ imported the first time they are needed.
 from . import compose, data, encoders, evaluate, exceptions, index, rank, retrieve
 from ._version import __version__
 from .compose import Pipeline
-from .persist import load_pickle
+from .persist import dump_pickle, load, load_pickle, save
 
 __all__ = [
     "__version__",
@@ -26,5 +26,8 @@ __all__ = [
     "rank",
     "retrieve",
     "Pipeline",
+    "save",
+    "load",
+    "dump_pickle",
     "load_pickle",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._state import Component
 from .._validation import as_documents, check_k
-from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
+from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, UnknownKeyError
 
 __all__ = ["Pipeline", "DocumentMap", "ComposeMixin", "needs_documents", "add_once"]
 
@@ -115,6 +115,19 @@ class DocumentMap(Component):
 
     def _repr_extra(self) -> dict[str, Any]:
         return {"documents": len(self)}
+
+    def _save_state(self) -> dict[str, Any]:
+        # The documents as a list (a JSONL file in a save); each holds its key.
+        return {"key": self.key, "_documents": list(self._documents.values())}
+
+    def _load_state(self, state: dict[str, Any], context: Any = None) -> None:
+        documents = state.get("_documents")
+        if not isinstance(documents, list) or not all(isinstance(document, Mapping) and self.key in document for document in documents):
+            raise IncompatibleStateError(
+                f"the saved documents of this DocumentMap are not a list of dicts holding the key {self.key!r}."
+            )
+        self._documents = {}
+        self.add(documents)
 
     def _map(self, hits: list[Mapping]) -> list[dict]:
         mapped = []

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._device import parse_device, resolve_torch_device, torch_load_device
 from .._validation import check_positive_int
-from ..exceptions import InvalidInputError, MissingDependencyError
+from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
 from .base import BaseEncoder, check_encoded, check_scores
 
 __all__ = ["SentenceTransformerEncoder", "CrossEncoderScorer"]
@@ -226,6 +226,23 @@ class SentenceTransformerEncoder(BaseEncoder):
         self._saved_device = state.pop("saved_device")
         self.__dict__.update(state)
         self._model = None
+
+    def _load_state(self, state: dict[str, Any], context: Any = None) -> None:
+        self._set_state(state)
+        device = getattr(context, "device", "auto")
+        if device != "auto":  # asked for explicitly: resolved (and refused if unusable) when the model loads
+            self.device, self._saved_device = device, None
+
+    def _check_loaded(self) -> None:
+        weights = self._weights
+        if weights is not None and not (
+            isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, bytes) for k, v in weights.items())
+        ):
+            raise IncompatibleStateError("the saved model files of this encoder are not a dict of file names to bytes.")
+        if weights is not None and any(Path(name).is_absolute() or ".." in Path(name).parts for name in weights):
+            raise IncompatibleStateError("the saved model files of this encoder name paths outside their folder.")
+        if self._saved_device is not None:
+            parse_device(self._saved_device)
 
 
 class CrossEncoderScorer(SentenceTransformerEncoder):

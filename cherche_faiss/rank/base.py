@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._state import Component
-from .._validation import as_queries, check_k, check_key, check_on, check_positive_int
+from .._validation import as_queries, check_k, check_key, check_loaded_vectors, check_on, check_positive_int
 from ..compose.pipeline import ComposeMixin
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
 from ..index.faiss import FaissIndex
@@ -70,6 +70,9 @@ class Ranker(ComposeMixin, Component):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def _check_loaded(self) -> None:
+        check_loaded_vectors(self)
 
     def _repr_extra(self) -> dict[str, Any]:
         return {"embeddings": len(self)}

@@ -11,7 +11,7 @@ from .._state import Component
 from .._validation import as_documents, as_queries, check_k, check_on, check_positive_int, document_texts
 from ..compose.pipeline import ComposeMixin
 from ..encoders.base import as_scorer
-from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
+from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, UnknownKeyError
 
 __all__ = ["CrossEncoder"]
 
@@ -64,6 +64,10 @@ class CrossEncoder(ComposeMixin, Component):
 
     def _repr_extra(self) -> dict[str, Any]:
         return {"documents": len(self)}
+
+    def _check_loaded(self) -> None:
+        if not isinstance(self._texts, dict) or not all(isinstance(text, str) for text in self._texts.values()):
+            raise IncompatibleStateError("the saved texts of this CrossEncoder are not a dict of keys to strings.")
 
     def add(self, documents: list[Mapping], **kwargs: Any) -> "CrossEncoder":
         """Remember the text of ``documents`` so that hits holding only a key can be scored."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._hits import make_hits
 from .._streaming import encoded_batches, length_of
+from .._validation import check_loaded_vectors
 from ..index._search_params import SEARCH_PARAMETERS, check_search_params
 from ..index.faiss import FaissIndex
 from .base import Retriever
@@ -46,6 +47,9 @@ class DenseRetriever(Retriever):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def _check_loaded(self) -> None:
+        check_loaded_vectors(self)
 
     def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return check_search_params({name: kwargs[name] for name in SEARCH_PARAMETERS if name in kwargs})

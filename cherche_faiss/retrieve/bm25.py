@@ -9,7 +9,7 @@ import numpy as np
 
 from .._hits import make_hits
 from .._validation import as_documents, document_texts
-from ..exceptions import InvalidInputError, MissingDependencyError
+from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
 from .base import Retriever
 
 __all__ = ["BM25"]
@@ -195,3 +195,19 @@ class BM25(Retriever):
         state = dict(self.__dict__)
         state["_tokenize_cache"] = None  # holds a C stemmer, rebuilt on first use
         return state
+
+    def _check_loaded(self) -> None:
+        keys, token_ids, vocabulary = self._keys, self._token_ids, self._vocabulary
+        if not isinstance(keys, list) or len(set(keys)) != len(keys):
+            raise IncompatibleStateError("the saved keys of this BM25 are not a list of distinct keys.")
+        if not isinstance(token_ids, list) or len(token_ids) != len(keys) or not all(
+            isinstance(ids, np.ndarray) and ids.ndim == 1 and ids.dtype.kind in "iu" for ids in token_ids
+        ):
+            raise IncompatibleStateError("the saved token ids of this BM25 do not give one integer array per document.")
+        if not isinstance(vocabulary, dict) or not all(isinstance(token, str) and type(i) is int for token, i in vocabulary.items()):
+            raise IncompatibleStateError("the saved vocabulary of this BM25 is not a dict of tokens to ids.")
+        if any(ids.size and (ids.min() < 0 or ids.max() >= len(vocabulary)) for ids in token_ids):
+            raise IncompatibleStateError("the saved token ids of this BM25 fall outside its vocabulary.")
+        documents = None if self._model is None else self._model.scores.get("num_docs")
+        if (self._model is None) != (not keys) or (documents is not None and documents != len(keys)):
+            raise IncompatibleStateError(f"the saved bm25s model of this BM25 does not index its {len(keys)} documents.")

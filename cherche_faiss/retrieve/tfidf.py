@@ -9,7 +9,7 @@ import numpy as np
 
 from .._hits import make_hits
 from .._validation import as_documents, document_texts
-from ..exceptions import InvalidInputError, NotIndexedError
+from ..exceptions import IncompatibleStateError, InvalidInputError, NotIndexedError
 from .base import Retriever
 
 __all__ = ["TfIdf"]
@@ -264,3 +264,23 @@ class TfIdf(Retriever):
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
         self._rows = {key: row for row, key in enumerate(self._keys)}
+
+    def _check_loaded(self) -> None:
+        import scipy.sparse as sp
+
+        matrix, keys = self._matrix, self._keys
+        if len(self._rows) != len(keys):
+            raise IncompatibleStateError("the saved keys of this TfIdf repeat a key.")
+        if matrix is None:
+            if keys:
+                raise IncompatibleStateError(f"this TfIdf has {len(keys)} saved keys but no document matrix.")
+            return
+        vocabulary = getattr(self.tfidf, "vocabulary_", None)
+        if (
+            not sp.isspmatrix_csr(matrix) or matrix.dtype != np.float32 or matrix.shape[0] != len(keys)
+            or vocabulary is None or matrix.shape[1] != len(vocabulary)
+        ):
+            raise IncompatibleStateError(
+                f"the saved document matrix of this TfIdf ({getattr(matrix, 'shape', None)}) does not fit its "
+                f"{len(keys)} keys and its vectorizer's vocabulary."
+            )

@@ -232,3 +232,27 @@ def test_vectors_are_in_a_faiss_index(make, documents):
         assert isinstance(stage.index, FaissIndex) and len(stage.index) == len(documents)
         for value in vars(stage).values():
             assert not (isinstance(value, dict) and value and isinstance(next(iter(value.values())), np.ndarray))
+
+
+def test_safe_save_round_trip_twice(make, documents, tmp_path):
+    """cherche_faiss.save / load: identical answers and repr, twice, and the loaded copy keeps learning."""
+    import cherche_faiss
+    from cherche_faiss.exceptions import InvalidTypeError
+
+    component = add(make(), documents[:4])
+    if isinstance(component, rank.CrossEncoder):
+        # Its scorer is a plain Python function: the safe format refuses to store code.
+        with pytest.raises(InvalidTypeError, match=r"cannot save CrossEncoder\.encoder: it wraps the Python callable"):
+            cherche_faiss.save(component, tmp_path / "saved")
+        assert not (tmp_path / "saved").exists() and not list(tmp_path.iterdir())
+        return
+    expected = query(component, documents[:4])
+    once = cherche_faiss.load(cherche_faiss.save(component, tmp_path / "once"))
+    twice = cherche_faiss.load(cherche_faiss.save(once, tmp_path / "twice"))
+    assert query(once, documents[:4]) == expected
+    assert query(twice, documents[:4]) == expected
+    assert repr(twice) == repr(component)
+    # Adding the other documents to the loaded copy gives what adding them to the original gives.
+    add(component, documents[4:])
+    add(twice, documents[4:])
+    assert query(twice, documents) == query(component, documents)
