@@ -12,10 +12,10 @@ import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["ALGORITHM", "block_crc32"]
+__all__ = ["ALGORITHM", "BLOCK", "block_crc32"]
 
 ALGORITHM = "crc32/16MiB"
-_BLOCK = 1 << 24
+BLOCK = _BLOCK = 1 << 24  # bytes per checksummed block
 
 
 def block_crc32(data: memoryview | bytes) -> list[int]:

@@ -137,6 +137,7 @@ class Component:
             )
         try:
             self._set_state(state["state"])
+            self._check_loaded()  # a damaged pickle must fail here, not crash a C extension later
         except CherFaissError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as error:

@@ -168,6 +168,5 @@ def check_loaded_vectors(component: Any) -> None:
     if not isinstance(getattr(component, "index", None), FaissIndex):
         raise IncompatibleStateError(f"the saved index of this {name} is not a FaissIndex.")
     for attribute in ("encoder", "query_encoder"):
-        encoder = getattr(component, attribute, None)
-        if encoder is not None and not callable(getattr(encoder, "encode", None)):
+        if attribute in vars(component) and not callable(getattr(vars(component)[attribute], "encode", None)):
             raise IncompatibleStateError(f"the saved {attribute} of this {name} cannot encode texts.")

@@ -193,6 +193,11 @@ class Pipeline(ComposeMixin, Component):
                     f"pipeline stage {model!r} ({type(model).__name__}) is not a retriever, a "
                     "ranker or a list of documents."
                 )
+        if getattr(stages[0], "_role", "") == "documents":
+            raise InvalidInputError(
+                "a pipeline cannot start with a document mapping: it maps the hits of the stage before "
+                "it. Build it as retriever + documents (or ranker + documents)."
+            )
         for position, stage in enumerate(stages):
             if getattr(stage, "_role", "") == "retriever" and position != 0:
                 raise InvalidInputError(

@@ -156,7 +156,7 @@ class FaissIndex(Component):
         self._index: Any = None
         self._keys: list[Any] = []  # FAISS id -> key; removed ids hold None
         self._ids: dict[Hashable, int] = {}
-        self._flat: tuple[np.ndarray, np.ndarray] | None = None  # see _flat_storage
+        self._flat: tuple | None = None  # see _flat_storage: None unknown, () not flat, else (vectors, ids)
         self._rows_by_id: np.ndarray | None = None  # see _row_of_id
         self._mapped = False  # memory-mapped from a saved file: read-only (see cherche_faiss.persist.load)
         if not isinstance(factory, str):
@@ -302,9 +302,9 @@ class FaissIndex(Component):
         """Validate ``vectors`` (shape, dimension, finite values) and normalise them as the index does."""
         matrix = as_matrix(vectors, name, self.d if self._index is not None else self.dimension)
         if self.normalize:
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            zero = np.flatnonzero(norms[:, 0] == 0)
-            if zero.size:
+            norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))[:, None]
+            if not norms.all():  # checked cheaply; the rows are found only to say which
+                zero = np.flatnonzero(norms[:, 0] == 0)
                 raise InvalidInputError(
                     f"{name} rows {zero[:5].tolist()} are zero vectors, which cannot be normalised "
                     "(cosine similarity is undefined for them). Remove those rows, check the "
@@ -590,10 +590,11 @@ class FaissIndex(Component):
         """:meth:`search` for queries already validated and normalised by :meth:`prepare`
         (callers that check a whole batch once, then search it in chunks)."""
         self._check_indexed()
-        k = check_positive_int(k, "k", allow_none=False)
-        k = min(k, len(self))
-        params = check_search_params(search_params, "search parameters")
-        scores, ids = self._search_ids(matrix, k, {**self._default_search_params(), **params})
+        k = min(check_positive_int(k, "k", allow_none=False), len(self._ids))
+        params = self._default_search_params()
+        if search_params:
+            params.update(check_search_params(search_params, "search parameters"))
+        scores, ids = self._search_ids(matrix, k, params)
         keys_by_id = self._keys
         similarities, keys = [], []
         for score_row, id_row in zip(scores.tolist(), ids.tolist()):
@@ -729,14 +730,16 @@ class FaissIndex(Component):
         of the index, before FAISS may reallocate that storage.
         """
         if self._flat is not None:
-            return self._flat
+            return self._flat or None  # () once the index was found not to be flat
         if self._device != "cpu" or self.metric != "ip" or self._index is None:
             return None
         faiss = _faiss()
         if not isinstance(self._index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            self._flat = ()
             return None
-        inner = faiss.downcast_index(self._index.index)
+        inner = faiss.downcast_index(self._index.index)  # a SWIG call: worth not repeating per query
         if not isinstance(inner, faiss.IndexFlat) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
+            self._flat = ()
             return None
         n, d = int(inner.ntotal), int(inner.d)
         if n == 0:

@@ -5,6 +5,7 @@ pickle-free form and rebuilt from a fixed class, never from a name in the file.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -99,8 +100,10 @@ class TfidfVectorizerState:
         params = decoder.decode(value["params"], f"{where}.params")
         try:
             vectorizer = TfidfVectorizer(**params)
-            vectorizer._validate_params()  # scikit-learn's own checks of every parameter
-        except (TypeError, ValueError) as error:
+            vectorizer._validate_params()  # scikit-learn's own checks of every parameter ...
+            vectorizer._validate_ngram_range()  # ... and those it makes only when fitting
+            vectorizer.build_analyzer()("probe")  # compiles the token pattern, runs the analyzer once
+        except (TypeError, ValueError, AttributeError, re.error) as error:
             raise IncompatibleStateError(f"{where}: the saved TF-IDF parameters are not valid ({error}).") from None
         if "terms" not in value:
             return vectorizer

@@ -15,6 +15,7 @@ from .base import Retriever
 __all__ = ["BM25"]
 
 _TOKENIZERS = ("word", "char")
+_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 
 
 def _bm25s() -> Any:
@@ -23,6 +24,24 @@ def _bm25s() -> Any:
     except ImportError:  # pragma: no cover - a core dependency
         raise MissingDependencyError("retrieve.BM25 needs bm25s: `pip install bm25s`.") from None
     return bm25s
+
+
+def _check_bm25s_scores(model: Any, documents: int) -> None:
+    """The score matrix of a loaded bm25s model is well formed (its compiled search trusts it)."""
+    scores = getattr(model, "scores", None)
+    try:
+        data, indices, indptr = (np.asarray(scores[name]) for name in ("data", "indices", "indptr"))
+        well_formed = (
+            scores["num_docs"] == documents and data.ndim == indices.ndim == indptr.ndim == 1
+            and len(data) == len(indices) and indptr.dtype.kind in "iu" and indices.dtype.kind in "iu"
+            and len(indptr) >= 1 and indptr[0] == 0 and indptr[-1] == len(data) and not (np.diff(indptr) < 0).any()
+            and (not len(indices) or (indices.min() >= 0 and indices.max() < documents))
+            and np.isfinite(data).all()
+        )
+    except (TypeError, KeyError, ValueError, IndexError):
+        well_formed = False
+    if not well_formed:
+        raise IncompatibleStateError(f"the saved bm25s score matrix of this BM25 is damaged or does not index {documents} documents.")
 
 
 class BM25(Retriever):
@@ -93,6 +112,19 @@ class BM25(Retriever):
             raise InvalidInputError(
                 f"tokenizer must be 'word', 'char' or a callable str -> list[str], got {tokenizer!r}."
             )
+        for name, value in (("stopwords", stopwords), ("stemmer", stemmer)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInputError(f"{name} must be a language name such as 'en' / 'english', or None; got {value!r}.")
+        if (
+            not isinstance(ngram_range, (tuple, list)) or len(ngram_range) != 2
+            or not all(type(n) is int for n in ngram_range) or not 1 <= ngram_range[0] <= ngram_range[1]
+        ):
+            raise InvalidInputError(f"ngram_range must be (min, max) with 1 <= min <= max, got {ngram_range!r}.")
+        if method not in _METHODS:
+            raise InvalidInputError(f"method must be one of {_METHODS}, got {method!r}.")
+        for name, value in (("k1", k1), ("b", b), ("delta", delta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise InvalidInputError(f"{name} must be a non-negative number, got {value!r}.")
         self.tokenizer = tokenizer
         self.stopwords = stopwords
         self.stemmer = stemmer
@@ -208,6 +240,7 @@ class BM25(Retriever):
             raise IncompatibleStateError("the saved vocabulary of this BM25 is not a dict of tokens to ids.")
         if any(ids.size and (ids.min() < 0 or ids.max() >= len(vocabulary)) for ids in token_ids):
             raise IncompatibleStateError("the saved token ids of this BM25 fall outside its vocabulary.")
-        documents = None if self._model is None else self._model.scores.get("num_docs")
-        if (self._model is None) != (not keys) or (documents is not None and documents != len(keys)):
+        if (self._model is None) != (not keys):
             raise IncompatibleStateError(f"the saved bm25s model of this BM25 does not index its {len(keys)} documents.")
+        if self._model is not None:
+            _check_bm25s_scores(self._model, len(keys))

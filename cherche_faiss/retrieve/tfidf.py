@@ -284,3 +284,10 @@ class TfIdf(Retriever):
                 f"the saved document matrix of this TfIdf ({getattr(matrix, 'shape', None)}) does not fit its "
                 f"{len(keys)} keys and its vectorizer's vocabulary."
             )
+        try:
+            # Out-of-range indices would make scipy's compiled code read outside the arrays.
+            matrix.check_format(full_check=True)
+        except ValueError as error:
+            raise IncompatibleStateError(f"the saved document matrix of this TfIdf is damaged ({error}).") from None
+        if not np.isfinite(matrix.data).all():
+            raise IncompatibleStateError("the saved document matrix of this TfIdf holds NaN or infinite values.")

@@ -127,3 +127,11 @@ def test_bad_pipelines(documents):
         ranker + tfidf(documents)
     with pytest.raises(InvalidInputError, match="documents="):
         (ranker + ranker)("paris")
+
+
+def test_a_pipeline_cannot_start_with_a_document_mapping(documents):
+    from cherche_faiss.compose import DocumentMap, Pipeline
+    from cherche_faiss.exceptions import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="cannot start with a document mapping"):
+        Pipeline([DocumentMap(key="id", documents=documents)])

@@ -148,6 +148,12 @@ def test_bad_constructor_arguments():
         retrieve.TfIdf(key="id", on=[])
     with pytest.raises(InvalidTypeError, match="encoder must be callable"):
         retrieve.Encoder(key="id", on="title", encoder=42)
+    with pytest.raises(InvalidInputError, match=r"ngram_range must be \(min, max\)"):
+        retrieve.BM25(key="id", on="title", tokenizer="char", ngram_range=(3,))
+    with pytest.raises(InvalidInputError, match="method must be one of"):
+        retrieve.BM25(key="id", on="title", method="okapi")
+    with pytest.raises(InvalidInputError, match="k1 must be a non-negative number"):
+        retrieve.BM25(key="id", on="title", k1=float("nan"))
 
 
 def test_tfidf_top_k_matches_a_sort(rng):

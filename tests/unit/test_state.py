@@ -80,3 +80,35 @@ def test_import_is_cheap():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_dump_pickle_checks_every_byte_before_unpickling(tmp_path, retriever):
+    path = tmp_path / "r.pkl"
+    cherche_faiss.persist.dump_pickle(retriever, path)
+    assert pickle.loads(path.read_bytes())("Paris") == retriever("Paris")  # still a plain pickle
+    raw = bytearray(path.read_bytes())
+    for position in (40, len(raw) // 2, len(raw) - 30):  # early, in the middle, near the end
+        damaged = bytearray(raw)
+        damaged[position] ^= 0x04
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CorruptFileError, match="does not match the checksum dump_pickle wrote"):
+            load_pickle(path)
+        with pytest.raises(CorruptFileError, match="does not match the checksum"):
+            load_pickle(io.BytesIO(bytes(damaged)))
+
+
+def test_damaged_sparse_matrix_in_a_plain_pickle_is_refused(documents):
+    """scipy does not check a CSR matrix it unpickles: an index out of range would crash its C code."""
+    tfidf = retrieve.TfIdf(key="id", on="title", documents=documents)
+    state = tfidf.__getstate__()
+    state["state"]["_matrix"].indices[0] = 10**6
+    with pytest.raises(IncompatibleStateError, match="document matrix of this TfIdf is damaged"):
+        retrieve.TfIdf.__new__(retrieve.TfIdf).__setstate__(state)
+
+
+def test_damaged_bm25_scores_in_a_plain_pickle_are_refused(documents):
+    bm25 = retrieve.BM25(key="id", on="article", documents=documents)
+    state = bm25.__getstate__()
+    state["state"]["_model"].scores["indices"][0] = 999
+    with pytest.raises(IncompatibleStateError, match="bm25s score matrix of this BM25 is damaged"):
+        retrieve.BM25.__new__(retrieve.BM25).__setstate__(state)
