@@ -119,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
             pipeline, api_key=api_key, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
             batching=not args.no_batching, max_k=args.max_k, max_queries=args.max_queries,
             max_query_length=args.max_query_length, max_body_bytes=args.max_body_bytes, threads=args.threads,
-            warmup=not args.no_warmup, source=args.path,
+            warmup=not args.no_warmup, freeze_gc=True, source=args.path,
         )
         if api_key is not None:
             logger.info("an API key is required on /search and /info (X-API-Key header)")

@@ -356,6 +356,7 @@ def _read_response(sock):
         ({"max_wait_ms": -2}, InvalidInputError, "max_wait_ms must be a finite number"),
         ({"threads": 0}, InvalidInputError, "threads must be a positive integer"),
         ({"warmup": "no"}, InvalidTypeError, "warmup must be True or False"),
+        ({"freeze_gc": 1}, InvalidTypeError, "freeze_gc must be True or False"),
     ],
 )
 def test_create_app_validates_its_arguments(pipeline, options, error, message):
@@ -495,3 +496,16 @@ def test_an_app_mounted_without_its_lifespan_starts_on_the_first_request(pipelin
     assert_same_hits(found.json()["hits"], pipeline("bordeaux wine", k=3))
     assert info["threads"]["faiss_omp"] == 1 and info["stats"]["requests"] == 1
     assert app.state.server.state == "stopped" and not app.state.server.batcher.running
+
+
+def test_freeze_gc_keeps_the_loaded_pipeline_out_of_full_collections_until_the_server_stops(pipeline):
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    with served(create_app(copy_of(pipeline), freeze_gc=True)) as url:
+        frozen_while_serving = gc.get_freeze_count()
+        info = httpx.get(f"{url}/info").json()
+        assert httpx.post(f"{url}/search", json={"q": "wine"}).status_code == 200
+    assert frozen_while_serving > 10_000  # the pipeline, FastAPI, this test session...
+    assert info["gc"]["freeze"] is True and info["gc"]["frozen_objects"] >= frozen_while_serving  # some died since
+    assert gc.get_freeze_count() == 0  # given back
