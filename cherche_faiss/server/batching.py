@@ -177,12 +177,11 @@ class MicroBatcher:
         if consumer is not None:
             if self._arrived is not None:
                 self._arrived.set()  # wake the consumer so that it sees _closed
-            try:
-                await asyncio.wait_for(asyncio.shield(consumer), timeout)
-            except asyncio.TimeoutError:
+            finished, _ = await asyncio.wait({consumer}, timeout=timeout)
+            if not finished:
                 logger.error("a search was still running %.0f s after shutdown began; abandoning it", timeout)
                 consumer.cancel()
-                await asyncio.gather(consumer, return_exceptions=True)
+            await asyncio.gather(consumer, return_exceptions=True)  # its failure, if any, was logged
         self._fail_pending()
         self._starting = None  # a lock belongs to one event loop; a restart may run in another
         executor, self._executor = self._executor, None
@@ -347,7 +346,15 @@ class MicroBatcher:
 
     # -- counters -------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Counters since the start: requests, queries, pipeline calls, batch sizes, withdrawn requests."""
+        """Counters since this batcher was created.
+
+        ``requests`` and ``queries`` submitted; ``batches`` run and the
+        ``pipeline_calls`` they made (one per ``k`` in a batch, more when a
+        failed batch is retried request by request); ``mean_batch_queries``,
+        ``mean_batch_requests`` and ``largest_batch_queries``; ``withdrawn``:
+        requests cancelled before their batch (never searched); ``discarded``:
+        answers nobody waited for any more; ``pending`` now; ``worker_busy_s``.
+        """
         return self._stats.as_dict(pending=len(self._pending))
 
     def __repr__(self) -> str:

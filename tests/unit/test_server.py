@@ -13,6 +13,7 @@ import json
 import logging
 import pickle
 import socket
+import sys
 import threading
 import time
 
@@ -249,7 +250,7 @@ def test_bad_requests_never_reach_the_pipeline(pipeline):
     assert probe.calls == []
 
 
-def test_a_library_error_is_a_400_with_its_message_and_fails_no_other_request(base_url, pipeline, queries):
+def test_a_library_error_is_a_400_with_its_message_and_fails_no_other_request(pipeline, queries):
     probe = Probe(copy_of(pipeline), fail_on="boom", crash_on="crash")
     bodies = [{"q": query, "k": 5} for query in queries[:20]]
     bodies[7] = {"q": "boom", "k": 5}
@@ -362,6 +363,14 @@ def _read_response(sock):
 def test_create_app_validates_its_arguments(pipeline, options, error, message):
     with pytest.raises(error, match=message):
         create_app(pipeline, **options)
+
+
+def test_create_app_names_the_extra_when_fastapi_is_missing(pipeline, monkeypatch):
+    from cherche_faiss.exceptions import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # what an uninstalled module looks like to import
+    with pytest.raises(MissingDependencyError, match=r'needs fastapi.*pip install "cherche-faiss\[server\]"'):
+        create_app(pipeline)
 
 
 def test_create_app_refuses_what_cannot_be_served(towns):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -21,7 +24,7 @@ from cherche_faiss.exceptions import IncompatibleStateError, InvalidInputError, 
 from cherche_faiss.server import create_app, load_served, saved_version  # noqa: E402
 
 from ..conftest import assert_same_hits  # noqa: E402
-from ..serving import ServeProcess, port_is_closed, served  # noqa: E402
+from ..serving import REPO, ServeProcess, port_is_closed, served  # noqa: E402
 
 KEY = "id"
 ON = ["title", "article"]
@@ -69,11 +72,16 @@ def cli_server(pickle_path):
 
 
 # -- what serve loads -------------------------------------------------------------------------------
-def test_serve_refuses_a_pickle_without_allow_pickle(pickle_path, capsys):
-    assert main(["serve", str(pickle_path)]) == 1
-    error = capsys.readouterr().err
-    assert "is a pickle file, and unpickling runs whatever code its author put in it" in error
-    assert "Pass --allow-pickle" in error
+def test_serve_refuses_a_pickle_without_allow_pickle(pickle_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cherche_faiss.cli", "serve", str(pickle_path), "--port", "0"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))},
+    )
+    assert result.returncode == 1
+    assert "is a pickle file, and unpickling runs whatever code its author put in it" in result.stderr
+    assert "Pass --allow-pickle" in result.stderr
+    assert "Traceback" not in result.stderr and "serving on" not in result.stderr
 
 
 def test_serve_reports_a_missing_path(tmp_path, capsys):
