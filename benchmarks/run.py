@@ -29,6 +29,7 @@ WORKLOADS = {
     "dense_search": "Exact dense search",
     "serialization": "Serialisation at scale",
     "large_corpus": "Large corpus: approximate indexes vs exact search, cherche_faiss vs raw FAISS",
+    "server": "HTTP server: micro-batching on and off (towns, MiniLM)",
 }
 # Workloads too long for the quick suite: they run at smoke size (CI) and full size
 # (``make bench-full``), or when named with --only.

@@ -1,0 +1,430 @@
+"""The FastAPI application: ``POST /search``, ``GET /health``, ``GET /info``.
+
+FastAPI and uvicorn are an extra (``pip install "cherche-faiss[server]"``):
+they are imported when an application is created, never by ``import
+cherche_faiss``.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints'
+# annotations as objects, and the request model is a local of create_app.
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from .._version import __version__
+from ..compose.pipeline import needs_documents
+from ..exceptions import CherFaissError, InvalidInputError, InvalidTypeError, MissingDependencyError
+from .batching import MicroBatcher, ServerClosedError
+from .describe import describe, versions
+from .guard import API_KEY_HEADER, OPEN_PATHS, RequestGuard, check_guard_options
+from .loading import saved_version
+from .schemas import Limits, readable_errors, response_models, search_request_model
+from .threads import ThreadPolicy
+
+__all__ = ["create_app", "require_server_extra"]
+
+logger = logging.getLogger("cherche_faiss.server")
+
+WARM_UP_QUERY = "warm-up"
+
+
+def require_server_extra() -> None:
+    """Raise :class:`MissingDependencyError` naming the extra when FastAPI or uvicorn is missing."""
+    missing = []
+    for module in ("fastapi", "uvicorn", "pydantic"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise MissingDependencyError(
+            f"serving over HTTP needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+            'installed. Install the server extra: pip install "cherche-faiss[server]".'
+        )
+
+
+class _Server:
+    """What the application's endpoints share: the pipeline, its batcher, settings and counters.
+
+    Its counters change on the event loop only; the pipeline is only touched
+    in the batcher's worker thread.
+    """
+
+    def __init__(self, pipeline: Any, batcher: MicroBatcher, policy: ThreadPolicy, limits: Limits,
+                 warmup: bool, freeze_gc: bool, source: dict[str, Any] | None, api_key_set: bool,
+                 max_body_bytes: int) -> None:
+        self.pipeline = pipeline
+        self.freeze_gc = freeze_gc
+        self.frozen = 0  # objects this server moved to the collector's permanent generation
+        self.batcher = batcher
+        self.policy = policy
+        self.limits = limits
+        self.warmup = warmup
+        self.source = source
+        self.api_key_set = api_key_set
+        self.max_body_bytes = max_body_bytes
+        self.started_at = time.monotonic()
+        self.responses: Counter[int] = Counter()  # /search answers by status
+        self.disconnected = 0
+        # "idle" until started (by the lifespan, or by the first search when the app is mounted
+        # without one), "serving", then "stopped".
+        self.state = "idle"
+        self._starting: asyncio.Lock | None = None
+
+    def search(self, q: Any, k: int) -> Any:
+        """One pipeline call; runs in the worker thread."""
+        self.policy.apply()  # no-op once done; catches torch imported by a lazily loaded model
+        return self.pipeline(q, k=k)
+
+    async def start(self) -> None:
+        """Start the worker, apply the thread policy there, answer the warm-up query."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self.state == "serving":
+                return
+            try:
+                await self.batcher.start()
+                await self.batcher.call_in_worker(self.policy.apply)
+                if self.warmup:
+                    await self._warm_up()
+            except BaseException:
+                await self.batcher.close()  # no worker thread left behind by a failed start
+                raise
+            if self.freeze_gc:
+                self._freeze()
+            self.state = "serving"
+
+    def _freeze(self) -> None:
+        """Keep the loaded pipeline out of the garbage collector's full collections.
+
+        A full collection walks every tracked object: with a TF-IDF vocabulary,
+        FastAPI and torch loaded, that stalls the process for tens of
+        milliseconds, and a batch in flight with it (the p99 of a busy server).
+        What is loaded now lives as long as the server, so it is frozen once.
+        """
+        gc.collect()
+        before = gc.get_freeze_count()
+        gc.freeze()
+        self.frozen = gc.get_freeze_count() - before
+        logger.info("froze %d objects out of the garbage collector's reach", self.frozen)
+
+    async def _warm_up(self) -> None:
+        started = time.perf_counter()
+        try:
+            await self.batcher.call_in_worker(self.search, WARM_UP_QUERY, 1)
+        except CherFaissError as error:
+            raise InvalidInputError(
+                f"the pipeline cannot answer a warm-up query ({type(error).__name__}: {error}). "
+                "Fix the pipeline (e.g. add its documents) before serving it."
+            ) from error
+        logger.info("warm-up query answered in %.2f s", time.perf_counter() - started)
+
+    async def stop(self) -> None:
+        """Stop the worker (the batch running finishes; pending requests get 503) and give torch its threads back."""
+        self.state = "stopped"
+        self._starting = None  # a lock belongs to one event loop; a restart may run in another
+        if self.frozen:
+            gc.unfreeze()  # an embedded server gives the process back as it found it
+            self.frozen = 0
+        if self.batcher.running:
+            try:
+                await self.batcher.call_in_worker(self.policy.restore)
+            except Exception:
+                logger.exception("could not give torch back its thread count")
+        await self.batcher.close()
+
+    async def info(self) -> dict[str, Any]:
+        """``GET /info``. The pipeline is described in the worker thread, never mid-search."""
+        found = await self.batcher.call_in_worker(describe, self.pipeline)
+        found["versions"] = versions()
+        found["versions"]["saved"] = (self.source or {}).get("saved_version")
+        found["source"] = self.source
+        found["batching"] = {
+            "enabled": self.batcher.batching,
+            "max_batch_size": self.batcher.max_batch_size,
+            "max_wait_ms": self.batcher.max_wait_ms,
+        }
+        found["threads"] = self.policy.report()
+        found["gc"] = {"freeze": self.freeze_gc, "frozen_objects": self.frozen}
+        found["limits"] = {
+            "max_k": self.limits.max_k,
+            "default_k": self.limits.default_k,
+            "max_queries": self.limits.max_queries,
+            "max_query_length": self.limits.max_query_length,
+            "max_body_bytes": self.max_body_bytes,
+        }
+        found["auth"] = {"api_key_required": self.api_key_set, "header": API_KEY_HEADER, "open_paths": sorted(OPEN_PATHS)}
+        found["stats"] = {
+            **self.batcher.stats(),
+            "disconnected": self.disconnected,
+            "search_responses": {str(status): count for status, count in sorted(self.responses.items())},
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+        }
+        return found
+
+
+def create_app(
+    pipeline: Any,
+    *,
+    api_key: str | None = None,
+    max_batch_size: int = 64,
+    max_wait_ms: float = 2.0,
+    batching: bool = True,
+    max_k: int = 1000,
+    max_queries: int = 64,
+    max_query_length: int = 2048,
+    max_body_bytes: int = 1 << 20,
+    threads: int | None = None,
+    warmup: bool = True,
+    freeze_gc: bool = False,
+    source: Any = None,
+) -> Any:
+    """A FastAPI application that serves ``pipeline``.
+
+    Endpoints: ``POST /search`` (``{"q": str | [str], "k": int}`` ->
+    ``{"hits": ...}``, exactly what ``pipeline(q, k=k)`` returns), ``GET
+    /health``, ``GET /info``, and FastAPI's ``/docs`` and ``/openapi.json``.
+    Requests arriving together are answered by one pipeline call (see
+    :class:`~cherche_faiss.server.batching.MicroBatcher`), always in one worker
+    thread: the pipeline is never called concurrently.
+
+    Parameters
+    ----------
+    pipeline
+        A retriever, a pipeline (``retriever + ranker + documents``), a fusion,
+        or any callable ``pipeline(q, k=k)`` that finds its own candidates.
+    api_key
+        When set, every path but ``/health`` and the docs needs it in the
+        ``X-API-Key`` header (401 otherwise).
+    max_batch_size
+        Most queries searched by one pipeline call.
+    max_wait_ms
+        How long a request may wait for others to join its batch.
+    batching
+        False: each request is searched alone.
+    max_k, max_queries, max_query_length
+        Largest ``k``, number of queries per request, characters per query
+        (422 beyond).
+    max_body_bytes
+        Largest request body (413 beyond), checked before the body is read.
+    threads
+        Threads FAISS and torch use for a search; None: one less than the
+        available cores (the event loop keeps one). See :mod:`.threads`.
+    warmup
+        Answer one query at startup, so that lazily loaded models are loaded
+        before the first client comes (a startup error if it fails).
+    freeze_gc
+        After startup, move every object then alive (the pipeline, the libraries)
+        to the garbage collector's permanent generation (``gc.freeze()``), so
+        that full collections, which stall the whole process, only walk what
+        requests allocate: on a busy server they otherwise cost a batch tens of
+        milliseconds. Process-wide, so off by default; ``cherche-faiss serve``,
+        which owns its process, turns it on. Undone when the server stops.
+    source
+        Path the pipeline was loaded from, reported by ``/info`` with the
+        version that saved it.
+
+    Returns
+    -------
+    fastapi.FastAPI
+        Serve it with uvicorn, e.g. ``uvicorn.run(app, host="127.0.0.1", port=8000)``,
+        or with :func:`cherche_faiss.server.serve`.
+
+    Raises
+    ------
+    MissingDependencyError
+        FastAPI or uvicorn is not installed.
+    InvalidInputError, InvalidTypeError
+        An argument is out of its domain.
+
+    Examples
+    --------
+    >>> from cherche_faiss import data, rank, retrieve
+    >>> from cherche_faiss.encoders import HashingEncoder
+    >>> from cherche_faiss.server import create_app
+    >>> documents = data.load_towns()
+    >>> search = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=30)
+    >>> search = search + rank.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(), k=10)
+    >>> search = (search + documents).add(documents, show_progress=False)
+    >>> app = create_app(search, max_wait_ms=2)
+    >>> sorted(route.path for route in app.routes if route.path in {"/search", "/health", "/info"})
+    ['/health', '/info', '/search']
+    >>> import uvicorn
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+    """
+    require_server_extra()
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from fastapi.security import APIKeyHeader
+
+    _check_servable(pipeline)
+    for name, value in (("warmup", warmup), ("freeze_gc", freeze_gc)):
+        if not isinstance(value, bool):
+            raise InvalidTypeError(f"{name} must be True or False, got {value!r}.")
+    limits = Limits(max_k=max_k, max_queries=max_queries, max_query_length=max_query_length)
+    policy = ThreadPolicy(threads)
+    max_body_bytes = check_guard_options(api_key, max_body_bytes)
+    server: _Server
+
+    def run(q: Any, k: int) -> Any:
+        return server.search(q, k)
+
+    batcher = MicroBatcher(run, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, batching=batching)
+    described_source = None
+    if source is not None:
+        from pathlib import Path
+
+        path = Path(source)
+        described_source = {
+            "name": path.name,
+            "format": "folder" if path.is_dir() else "pickle",
+            "saved_version": saved_version(path),
+        }
+    server = _Server(pipeline, batcher, policy, limits, warmup, freeze_gc, described_source, api_key is not None,
+                     max_body_bytes)
+    models = response_models()
+    SearchRequest = search_request_model(limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop()
+
+    app = FastAPI(
+        title="cherche_faiss",
+        version=__version__,
+        summary="Neural search on FAISS with Cherche's API.",
+        description=(
+            "`POST /search` answers `{\"q\": str | [str], \"k\": int}` with the pipeline's hits. Requests that "
+            "arrive together are searched in one batch."
+            + (f" Every path but /health and the docs needs the `{API_KEY_HEADER}` header." if api_key else "")
+        ),
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    # Declared for the OpenAPI schema (the Authorize button of /docs); RequestGuard enforces the key.
+    security = [Depends(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))] if api_key is not None else []
+    errors = {
+        400: {"model": models["error"], "description": "The pipeline refused the search (a library error)."},
+        401: {"model": models["error"], "description": "Missing or wrong API key."},
+        413: {"model": models["error"], "description": "The request body is too large."},
+        422: {"model": models["validation_error"], "description": "The request body is not a valid search."},
+        503: {"model": models["error"], "description": "The server is shutting down."},
+    }
+
+    def error(status: int, detail: str) -> Response:
+        server.responses[status] += 1
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        found = readable_errors(exc.errors(), request.headers.get("content-type"))
+        server.responses[422] += 1
+        return JSONResponse({"detail": " ".join(item["message"] for item in found), "errors": found}, status_code=422)
+
+    @app.post("/search", response_model=models["search"], responses=errors, dependencies=security,
+              summary="Search one query or a list of queries")
+    async def search(request: Request, body: SearchRequest) -> Response:  # type: ignore[valid-type]
+        try:
+            if server.state == "idle":
+                await server.start()  # served without the lifespan (e.g. mounted in another app)
+            future = server.batcher.submit(body.q, body.k)
+        except ServerClosedError as exc:
+            return error(503, str(exc))
+        try:
+            hits = await _unless_disconnected(request, future)
+        except ServerClosedError as exc:
+            return error(503, str(exc))
+        except CherFaissError as exc:
+            return error(400, str(exc))
+        except Exception:
+            logger.exception("search failed for a valid request (k=%d)", body.k)
+            return error(500, "the search failed on the server; its log says why.")
+        if hits is _DISCONNECTED:
+            server.disconnected += 1
+            return Response(status_code=499)  # nobody reads it: the client has gone
+        try:
+            content = json.dumps({"hits": hits}, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                                 default=_plain)
+        except (TypeError, ValueError):
+            logger.exception("the pipeline returned hits that are not JSON-serialisable")
+            return error(500, "the pipeline returned hits that cannot be written as JSON; the server's log says which.")
+        server.responses[200] += 1
+        return Response(content, media_type="application/json")
+
+    @app.get("/health", response_model=models["health"], responses={503: errors[503]}, summary="Liveness")
+    async def health() -> Response:
+        stopped = server.state == "stopped"
+        body = {"status": "shutting down" if stopped else "ok", "version": __version__,
+                "uptime_s": round(time.monotonic() - server.started_at, 3)}
+        return JSONResponse(body, status_code=503 if stopped else 200)
+
+    @app.get("/info", responses={401: errors[401]}, dependencies=security,
+             summary="The pipeline, its indexes, devices, versions, settings and counters")
+    async def info() -> dict[str, Any]:
+        if server.state == "idle":
+            await server.start()
+        return await server.info()
+
+    app.add_middleware(RequestGuard, api_key=api_key, max_body_bytes=max_body_bytes)
+    return app
+
+
+def _check_servable(pipeline: Any) -> None:
+    if not callable(pipeline):
+        raise InvalidTypeError(
+            f"pipeline must be a retriever, a pipeline or a callable pipeline(q, k=k), got "
+            f"{type(pipeline).__name__}. Build one with retriever + ranker + documents."
+        )
+    if needs_documents(pipeline):
+        raise InvalidInputError(
+            f"{type(pipeline).__name__} ranks candidates given to it, which an HTTP client cannot send. Serve "
+            "a pipeline that starts with a retriever: retriever + ranker (+ documents)."
+        )
+
+
+_DISCONNECTED = object()
+
+
+async def _unless_disconnected(request: Any, future: asyncio.Future) -> Any:
+    """The future's result, or ``_DISCONNECTED`` (and the future cancelled) if the client goes first.
+
+    A cancelled request still pending is dropped by the batcher: no search is
+    spent on a client that has gone.
+    """
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server cancelled this request
+        future.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if future.done():
+        return future.result()
+    future.cancel()
+    return _DISCONNECTED
+
+
+async def _disconnect(request: Any) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays in documents' fields, as JSON numbers and lists."""
+    for method in ("tolist", "item"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            return convert()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

@@ -1,0 +1,413 @@
+"""Micro-batching: concurrent requests answered by one pipeline call.
+
+Encoding 64 queries in one call costs far less than 64 calls of one query
+(one forward pass instead of 64, one matrix product instead of 64 vector
+products), so requests that arrive together are searched together:
+
+* each request's queries are queued with its ``k``;
+* one consumer takes the oldest request, then collects more for at most
+  ``max_wait_ms`` (or until ``max_batch_size`` queries are pending);
+* the collected requests are grouped by ``k`` and each group is searched with
+  one call ``search(all_queries, k)``; the hits are split back to each request
+  (a request for one query string gets a list of hits, a request for a list of
+  queries a list of lists).
+
+Every call runs in one dedicated worker thread, so the pipeline (whose
+components cache things lazily) is never called concurrently, and the event
+loop never waits on search work. While the worker is busy new requests pile
+up, so under load batches fill without waiting at all.
+
+A request whose future is cancelled (its client went away) before its batch
+starts is dropped; if a batched call fails, each of its requests is run alone
+so that one bad request cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._validation import check_positive_int
+from ..exceptions import CherFaissError, InvalidInputError, InvalidTypeError
+
+__all__ = ["MicroBatcher", "ServerClosedError"]
+
+logger = logging.getLogger(__name__)
+
+#: ``search(q, k)`` with ``q`` a string or a list of strings, answering as a
+#: Cherche pipeline does: a list of hits, or one list of hits per query.
+SearchFunction = Callable[[Any, int], list]
+
+
+class ServerClosedError(CherFaissError, RuntimeError):
+    """The batcher is closed (the server is shutting down): no more searches."""
+
+
+@dataclass(eq=False)
+class _Request:
+    q: Any  # as the client sent it: a string or a list of strings
+    queries: list[str]
+    k: int
+    future: asyncio.Future
+    enqueued: float  # event-loop time
+
+    @property
+    def single(self) -> bool:
+        return isinstance(self.q, str)
+
+
+@dataclass
+class _Outcome:
+    """What the worker thread found for one request: hits or an exception."""
+
+    hits: Any = None
+    error: BaseException | None = None
+
+
+class MicroBatcher:
+    """Run ``search`` for concurrent requests in batches, in one worker thread.
+
+    Parameters
+    ----------
+    search
+        ``search(q, k)``: a pipeline's call (``lambda q, k: pipeline(q, k=k)``).
+    max_batch_size
+        Most queries searched by one call (a request with more queries than
+        this runs alone, in one call).
+    max_wait_ms
+        How long the oldest pending request waits for others to join its batch.
+        ``0`` batches only what arrived while the worker was busy.
+    batching
+        When False, each request is searched alone (still in the worker thread).
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> calls = []
+    >>> def search(q, k):
+    ...     calls.append(q)
+    ...     queries = [q] if isinstance(q, str) else q
+    ...     hits = [[{"id": text, "similarity": 1.0}][:k] for text in queries]
+    ...     return hits[0] if isinstance(q, str) else hits
+    >>> async def main():
+    ...     batcher = MicroBatcher(search, max_wait_ms=50)
+    ...     await batcher.start()
+    ...     answers = await asyncio.gather(batcher.search("a", k=1), batcher.search(["b", "c"], k=1))
+    ...     await batcher.close()
+    ...     return answers
+    >>> asyncio.run(main())
+    [[{'id': 'a', 'similarity': 1.0}], [[{'id': 'b', 'similarity': 1.0}], [{'id': 'c', 'similarity': 1.0}]]]
+    >>> calls  # one call for both requests
+    [['a', 'b', 'c']]
+    """
+
+    def __init__(
+        self,
+        search: SearchFunction,
+        *,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 2.0,
+        batching: bool = True,
+    ) -> None:
+        if not callable(search):
+            raise InvalidTypeError(
+                f"search must be callable as search(q, k), got {type(search).__name__}. Pass e.g. "
+                "lambda q, k: pipeline(q, k=k)."
+            )
+        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) \
+                or not math.isfinite(max_wait_ms) or max_wait_ms < 0:
+            raise InvalidInputError(
+                f"max_wait_ms must be a finite number of milliseconds >= 0, got {max_wait_ms!r}. "
+                "Pass e.g. max_wait_ms=2 (0 batches only requests that arrive while a search runs)."
+            )
+        if not isinstance(batching, bool):
+            raise InvalidTypeError(f"batching must be True or False, got {batching!r}.")
+        self.search_function = search
+        self.max_batch_size = check_positive_int(max_batch_size, "max_batch_size", allow_none=False)
+        self.max_wait_ms = float(max_wait_ms)
+        self.batching = batching
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._consumer: asyncio.Task | None = None
+        self._pending: collections.deque[_Request] = collections.deque()
+        self._arrived: asyncio.Event | None = None
+        self._starting: asyncio.Lock | None = None
+        self._closed = False
+        self._stats = _Stats()
+
+    # -- life cycle -------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the consumer and its worker thread are running."""
+        return self._consumer is not None and not self._consumer.done()
+
+    async def start(self) -> None:
+        """Start the worker thread and the consumer on the running event loop.
+
+        Called by the server at startup; :meth:`search` calls it too, so a
+        batcher used without a startup hook starts on its first request.
+        """
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self.running:
+                return
+            self._closed = False
+            self._pending = collections.deque()
+            self._arrived = asyncio.Event()
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="cherche-faiss-search"
+            )
+            self._consumer = asyncio.get_running_loop().create_task(self._consume(), name="cherche-faiss-batcher")
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Stop: the batch running finishes, pending requests fail with :class:`ServerClosedError`.
+
+        Waits at most ``timeout`` seconds for the running batch, then abandons it
+        (its requests fail too) and shuts the worker thread down.
+        """
+        self._closed = True
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            if self._arrived is not None:
+                self._arrived.set()  # wake the consumer so that it sees _closed
+            finished, _ = await asyncio.wait({consumer}, timeout=timeout)
+            if not finished:
+                logger.error("a search was still running %.0f s after shutdown began; abandoning it", timeout)
+                consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)  # its failure, if any, was logged
+        self._fail_pending()
+        self._starting = None  # a lock belongs to one event loop; a restart may run in another
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # Joining the worker thread blocks: do it off the event loop.
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: executor.shutdown(wait=True, cancel_futures=True)
+            )
+
+    def _fail_pending(self) -> None:
+        while self._pending:
+            request = self._pending.popleft()
+            if not request.future.done():
+                request.future.set_exception(ServerClosedError("the server is shutting down; retry on another one"))
+
+    async def call_in_worker(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function(*args)`` in the search worker thread (between batches) and return its result.
+
+        For work that must happen in the thread that runs the pipeline: thread
+        settings (OpenMP's are per thread), a warm-up query.
+        """
+        if not self.running:
+            await self.start()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    # -- requests -----------------------------------------------------------------------------
+    def submit(self, q: Any, k: int) -> asyncio.Future:
+        """Queue a search and return the future of its hits (the batcher must be running).
+
+        ``q`` is one query string or a list of them, already validated.
+        Cancelling the future withdraws the request if its batch has not started.
+        """
+        if self._closed:
+            raise ServerClosedError("the server is shutting down; retry on another one")
+        if not self.running or self._arrived is None:
+            raise ServerClosedError("the batcher is not running: await batcher.start() first")
+        queries = [q] if isinstance(q, str) else list(q)
+        loop = asyncio.get_running_loop()
+        request = _Request(q=q, queries=queries, k=k, future=loop.create_future(), enqueued=loop.time())
+        self._pending.append(request)
+        self._stats.requests += 1
+        self._stats.queries += len(queries)
+        self._arrived.set()
+        return request.future
+
+    async def search(self, q: Any, k: int) -> Any:
+        """Search ``q`` with ``k`` in the next batch and return its hits."""
+        if not self.running and not self._closed:
+            await self.start()
+        return await self.submit(q, k)
+
+    # -- the consumer ---------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        arrived = self._arrived
+        while not self._closed:
+            if not self._pending:
+                arrived.clear()
+                await arrived.wait()
+                continue
+            batch = await self._collect()
+            batch = [request for request in batch if not self._withdrawn(request)]
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                outcomes, calls = await loop.run_in_executor(self._executor, self._run_batch, batch)
+            except BaseException as error:  # the consumer was cancelled, or the worker is gone
+                if not isinstance(error, asyncio.CancelledError):
+                    logger.exception("the search worker failed; the batcher stops")
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(
+                            error if isinstance(error, Exception) else ServerClosedError("the search was abandoned")
+                        )
+                raise
+            self._stats.record(batch, calls, time.perf_counter() - started)
+            for request, outcome in zip(batch, outcomes):
+                if request.future.done():  # cancelled while its batch ran: nobody waits for it
+                    self._stats.discarded += 1
+                    continue
+                if outcome.error is not None:
+                    request.future.set_exception(outcome.error)
+                else:
+                    request.future.set_result(outcome.hits)
+        self._fail_pending()
+
+    def _withdrawn(self, request: _Request) -> bool:
+        if request.future.done():
+            self._stats.withdrawn += 1
+            return True
+        return False
+
+    async def _collect(self) -> list[_Request]:
+        """The oldest pending request and those that join it within ``max_wait_ms`` of its arrival.
+
+        A request that already waited that long while the worker was busy
+        leaves at once, with whatever is pending.
+        """
+        arrived = self._arrived
+        batch = [self._pending.popleft()]
+        if not self.batching:
+            return batch
+        size = len(batch[0].queries)
+        loop = asyncio.get_running_loop()
+        deadline = batch[0].enqueued + self.max_wait_ms / 1000
+        while size < self.max_batch_size and not self._closed:
+            if self._pending:
+                following = self._pending[0]
+                if size + len(following.queries) > self.max_batch_size:
+                    break  # it starts the next batch
+                batch.append(self._pending.popleft())
+                size += len(following.queries)
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            arrived.clear()
+            try:
+                await asyncio.wait_for(arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    # -- in the worker thread ---------------------------------------------------------------------
+    def _run_batch(self, batch: list[_Request]) -> tuple[list[_Outcome], int]:
+        """Search every request of ``batch``, one call per ``k``; returns outcomes and the number of calls."""
+        outcomes: dict[int, _Outcome] = {}
+        calls = 0
+        groups: dict[int, list[_Request]] = {}
+        for request in batch:
+            groups.setdefault(request.k, []).append(request)
+        for k, group in groups.items():
+            if len(group) == 1:
+                outcomes[id(group[0])] = self._run_alone(group[0])
+                calls += 1
+                continue
+            queries = [query for request in group for query in request.queries]
+            calls += 1
+            try:
+                results = self.search_function(queries, k)
+                _check_results(results, len(queries))
+            except Exception as error:
+                # Isolate the culprit: run each request alone, so only the bad one fails.
+                logger.debug("a batch of %d requests failed (%r); running them one by one", len(group), error)
+                for request in group:
+                    outcomes[id(request)] = self._run_alone(request)
+                    calls += 1
+                continue
+            start = 0
+            for request in group:
+                hits = results[start : start + len(request.queries)]
+                start += len(request.queries)
+                outcomes[id(request)] = _Outcome(hits=hits[0] if request.single else hits)
+        return [outcomes[id(request)] for request in batch], calls
+
+    def _run_alone(self, request: _Request) -> _Outcome:
+        try:
+            return _Outcome(hits=self.search_function(request.q, request.k))
+        except Exception as error:
+            return _Outcome(error=error)
+
+    # -- counters -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters since this batcher was created.
+
+        ``requests`` and ``queries`` submitted; ``batches`` run and the
+        ``pipeline_calls`` they made (one per ``k`` in a batch, more when a
+        failed batch is retried request by request); ``mean_batch_queries``,
+        ``mean_batch_requests`` and ``largest_batch_queries``; ``withdrawn``:
+        requests cancelled before their batch (never searched); ``discarded``:
+        answers nobody waited for any more; ``pending`` now; ``worker_busy_s``.
+        """
+        return self._stats.as_dict(pending=len(self._pending))
+
+    def __repr__(self) -> str:
+        return (
+            f"MicroBatcher(batching={self.batching}, max_batch_size={self.max_batch_size}, "
+            f"max_wait_ms={self.max_wait_ms}, running={self.running})"
+        )
+
+
+def _check_results(results: Any, n: int) -> None:
+    if not isinstance(results, list) or len(results) != n or not all(isinstance(hits, list) for hits in results):
+        raise InvalidInputError(
+            f"the pipeline returned {type(results).__name__} "
+            f"{'of length ' + str(len(results)) if isinstance(results, list) else ''} for a list of {n} "
+            "queries; a pipeline must return one list of hits per query."
+        )
+
+
+@dataclass
+class _Stats:
+    """Counters updated on the event loop only (never from the worker), so without locks."""
+
+    requests: int = 0
+    queries: int = 0
+    batches: int = 0
+    pipeline_calls: int = 0
+    batched_queries: int = 0
+    batched_requests: int = 0
+    largest_batch: int = 0
+    withdrawn: int = 0
+    discarded: int = 0
+    busy_s: float = 0.0
+
+    def record(self, batch: list[_Request], calls: int, seconds: float) -> None:
+        size = sum(len(request.queries) for request in batch)
+        self.batches += 1
+        self.pipeline_calls += calls
+        self.batched_queries += size
+        self.batched_requests += len(batch)
+        self.largest_batch = max(self.largest_batch, size)
+        self.busy_s += seconds
+
+    def as_dict(self, pending: int) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "queries": self.queries,
+            "batches": self.batches,
+            "pipeline_calls": self.pipeline_calls,
+            "mean_batch_queries": self.batched_queries / self.batches if self.batches else None,
+            "mean_batch_requests": self.batched_requests / self.batches if self.batches else None,
+            "largest_batch_queries": self.largest_batch,
+            "withdrawn": self.withdrawn,
+            "discarded": self.discarded,
+            "pending": pending,
+            "worker_busy_s": round(self.busy_s, 6),
+        }

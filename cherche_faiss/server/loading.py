@@ -1,0 +1,164 @@
+"""Loading what ``cherche-faiss serve`` serves: the safe folder format, or a trusted pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickletools
+from pathlib import Path
+from typing import Any
+
+from .._device import parse_device
+from .._version import __version__
+from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, MissingFileError
+
+__all__ = ["load_served", "saved_version"]
+
+_VERSION_KEY = "_cherche_faiss_version"
+# The version stamp of the outermost component comes first in its pickle: never read further.
+_MAX_OPCODES = 10_000
+
+
+def load_served(
+    path: str | os.PathLike, allow_pickle: bool = False, mmap: bool = False, device: str = "auto"
+) -> Any:
+    """Load a saved pipeline to serve it.
+
+    Parameters
+    ----------
+    path
+        A folder written by ``cherche_faiss.save(pipeline, folder)`` (the safe
+        format: no code runs while loading), or a pickle file when
+        ``allow_pickle`` is True.
+    allow_pickle
+        Accept a pickle file. Unpickling runs code chosen by whoever wrote the
+        file: only for files you trust.
+    mmap
+        Map the folder's vectors from disk instead of reading them into memory
+        (folder format only).
+    device
+        Where the folder's indexes go: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        A pickle follows its own load policy (``CHERCHE_FAISS_DEVICE``).
+
+    Returns
+    -------
+    object
+        The pipeline (or retriever) saved there.
+
+    Raises
+    ------
+    MissingFileError
+        ``path`` does not exist.
+    InvalidInputError
+        ``path`` is a pickle file and ``allow_pickle`` is False, or an option
+        does not apply to a pickle.
+    IncompatibleStateError
+        ``path`` is a folder and this version of cherche_faiss cannot read the folder format.
+
+    Examples
+    --------
+    >>> import pickle, tempfile
+    >>> from cherche_faiss import retrieve
+    >>> retriever = retrieve.TfIdf(key="id", on="title", documents=[{"id": 0, "title": "Paris"}])
+    >>> path = tempfile.mkdtemp() + "/search.pkl"
+    >>> with open(path, "wb") as handle:
+    ...     pickle.dump(retriever, handle)
+    >>> load_served(path)
+    Traceback (most recent call last):
+    ...
+    cherche_faiss.exceptions.InvalidInputError: ... is a pickle file, ... Pass --allow-pickle ...
+    >>> load_served(path, allow_pickle=True)("paris")
+    [{'id': 0, 'similarity': 1.0}]
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(f"path must be a file or folder path, got {type(path).__name__}.")
+    if not isinstance(allow_pickle, bool) or not isinstance(mmap, bool):
+        raise InvalidTypeError(f"allow_pickle and mmap must be True or False, got {allow_pickle!r} and {mmap!r}.")
+    device = parse_device(device)
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(
+            f"{path} does not exist. Pass the folder written by cherche_faiss.save(pipeline, folder), "
+            "or a pickle file of a pipeline you trust with --allow-pickle (allow_pickle=True)."
+        )
+    if path.is_dir():
+        from .. import persist
+
+        load = getattr(persist, "load", None)
+        if load is None:
+            raise IncompatibleStateError(
+                f"{path} is a folder, but this version of cherche_faiss ({__version__}) cannot read "
+                "the saved folder format: cherche_faiss.persist has no load(). Upgrade cherche_faiss, "
+                "or serve a pickle of the pipeline with --allow-pickle."
+            )
+        return load(path, device=device, mmap=mmap, verify=True)
+    if not allow_pickle:
+        raise InvalidInputError(
+            f"{path} is a pickle file, and unpickling runs whatever code its author put in it. "
+            "Pass --allow-pickle (allow_pickle=True) if you trust this file, or save the pipeline "
+            "with cherche_faiss.save(pipeline, folder) and serve the folder."
+        )
+    if mmap:
+        raise InvalidInputError(
+            f"mmap applies to the saved folder format; {path} is a pickle, which is read whole. "
+            "Drop --mmap, or save the pipeline with cherche_faiss.save(pipeline, folder)."
+        )
+    if device != "auto":
+        raise InvalidInputError(
+            f"device={device!r} applies to the saved folder format; a pickle's indexes and models "
+            f"follow the load policy instead: set CHERCHE_FAISS_DEVICE={device} before loading {path}."
+        )
+    from ..persist import load_pickle
+
+    return load_pickle(path)
+
+
+def saved_version(path: str | os.PathLike) -> str | None:
+    """The cherche_faiss version that wrote ``path``, read without loading it; None if unknown.
+
+    For a pickle, the version stamp of the outermost component is read from
+    the first opcodes (``pickletools`` only parses them: nothing is executed).
+    For a folder, the version its manifest records, when it has one.
+
+    Examples
+    --------
+    >>> import pickle, tempfile
+    >>> from cherche_faiss import __version__, retrieve
+    >>> retriever = retrieve.TfIdf(key="id", on="title", documents=[{"id": 0, "title": "Paris"}])
+    >>> path = tempfile.mkdtemp() + "/search.pkl"
+    >>> with open(path, "wb") as handle:
+    ...     pickle.dump(retriever, handle)
+    >>> saved_version(path) == __version__
+    True
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _manifest_version(path)
+    try:
+        with open(path, "rb") as handle:
+            found_key = False
+            for position, (opcode, argument, _) in enumerate(pickletools.genops(handle)):
+                if position > _MAX_OPCODES:
+                    return None
+                if not isinstance(argument, str):
+                    continue
+                if found_key:
+                    return argument
+                found_key = argument == _VERSION_KEY
+    except (OSError, ValueError, EOFError):
+        return None
+    return None
+
+
+def _manifest_version(folder: Path) -> str | None:
+    manifest = folder / "manifest.json"
+    try:
+        content = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(content, dict):
+        return None
+    for key in ("cherche_faiss_version", _VERSION_KEY, "version"):
+        if isinstance(content.get(key), str):
+            return content[key]
+    return None
