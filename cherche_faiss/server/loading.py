@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._device import parse_device
-from .._version import __version__
-from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, MissingFileError
+from ..exceptions import InvalidInputError, InvalidTypeError, MissingFileError
 
 __all__ = ["load_served", "saved_version"]
 
@@ -52,8 +51,8 @@ def load_served(
     InvalidInputError
         ``path`` is a pickle file and ``allow_pickle`` is False, or an option
         does not apply to a pickle.
-    IncompatibleStateError
-        ``path`` is a folder and this version of cherche_faiss cannot read the folder format.
+    CorruptFileError, IncompatibleStateError
+        ``path`` is a folder that does not hold an intact save (see :func:`cherche_faiss.persist.load`).
 
     Examples
     --------
@@ -82,15 +81,8 @@ def load_served(
             "or a pickle file of a pipeline you trust with --allow-pickle (allow_pickle=True)."
         )
     if path.is_dir():
-        from .. import persist
+        from ..persist import load
 
-        load = getattr(persist, "load", None)
-        if load is None:
-            raise IncompatibleStateError(
-                f"{path} is a folder, but this version of cherche_faiss ({__version__}) cannot read "
-                "the saved folder format: cherche_faiss.persist has no load(). Upgrade cherche_faiss, "
-                "or serve a pickle of the pipeline with --allow-pickle."
-            )
         return load(path, device=device, mmap=mmap, verify=True)
     if not allow_pickle:
         raise InvalidInputError(
@@ -151,14 +143,10 @@ def saved_version(path: str | os.PathLike) -> str | None:
 
 
 def _manifest_version(folder: Path) -> str | None:
-    manifest = folder / "manifest.json"
+    """The version a save's manifest records (read as JSON only: its checks run when it loads)."""
     try:
-        content = json.loads(manifest.read_text(encoding="utf-8"))
+        content = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(content, dict):
-        return None
-    for key in ("cherche_faiss_version", _VERSION_KEY, "version"):
-        if isinstance(content.get(key), str):
-            return content[key]
-    return None
+    version = content.get("cherche_faiss_version") if isinstance(content, dict) else None
+    return version if isinstance(version, str) else None

@@ -20,7 +20,7 @@ httpx = pytest.importorskip("httpx")
 from cherche_faiss import __version__, data, persist, rank, retrieve  # noqa: E402
 from cherche_faiss.cli import main  # noqa: E402
 from cherche_faiss.encoders import HashingEncoder  # noqa: E402
-from cherche_faiss.exceptions import IncompatibleStateError, InvalidInputError, MissingFileError  # noqa: E402
+from cherche_faiss.exceptions import InvalidInputError, MissingFileError  # noqa: E402
 from cherche_faiss.server import create_app, load_served, saved_version  # noqa: E402
 
 from ..conftest import assert_same_hits  # noqa: E402
@@ -109,19 +109,11 @@ def test_load_served(pickle_path, pipeline, tmp_path):
     assert saved_version(pickle_path) == __version__
 
 
-def test_a_folder_needs_the_folder_format(tmp_path, monkeypatch):
-    monkeypatch.delattr(persist, "load", raising=False)
-    (tmp_path / "saved").mkdir()
-    with pytest.raises(IncompatibleStateError, match="cannot read the saved folder format"):
-        load_served(tmp_path / "saved")
-
-
-def test_serve_a_saved_folder(pipeline, tmp_path):
-    if not (hasattr(persist, "save") and hasattr(persist, "load")):
-        pytest.skip("cherche_faiss.persist has no save()/load() yet: the safe folder format (issue 6) is not merged")
+@pytest.mark.parametrize("mmap", [False, True])
+def test_serve_a_saved_folder(pipeline, tmp_path, mmap):
     folder = tmp_path / "search"
     persist.save(pipeline, folder)
-    loaded = load_served(folder)
+    loaded = load_served(folder, mmap=mmap)
     with served(create_app(loaded, source=folder)) as url:
         response = httpx.post(f"{url}/search", json={"q": "bordeaux wine", "k": 5})
         info = httpx.get(f"{url}/info").json()
