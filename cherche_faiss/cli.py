@@ -31,8 +31,98 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100])
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_persist_parsers(commands)
     _add_serve_parser(commands)
     return parser
+
+
+# -- build, search, info --------------------------------------------------------------------------
+def _add_persist_parsers(commands: argparse._SubParsersAction) -> None:
+    from .build import RETRIEVERS
+
+    build = commands.add_parser(
+        "build", help="build a pipeline from a JSONL corpus and save it (cherche_faiss.save: no pickle)",
+        description="Read one JSON document per line, index it and save the pipeline to a folder that "
+        "cherche-faiss search, info and serve (and cherche_faiss.load) read.",
+    )
+    build.add_argument("corpus", help="JSONL file, one document per line (.gz accepted)")
+    build.add_argument("--out", required=True, help="folder to save to (an earlier save there is replaced atomically)")
+    build.add_argument("--model", help="sentence-transformers model name or folder (default: the offline MiniLM)")
+    build.add_argument("--index", default="auto",
+                       help="FAISS index: auto (exact below 100,000 documents, IVF above), Flat, HNSW32, "
+                       "IVF4096,Flat, IVF4096,SQ8, IVF4096,PQ48 ... (default auto)")
+    build.add_argument("--retriever", default="encoder", choices=RETRIEVERS, help="default encoder (dense, MiniLM)")
+    build.add_argument("--key", help="the documents' key field (default id, else _id)")
+    build.add_argument("--on", nargs="+", help="fields to search (default: the first document's text fields)")
+    build.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    build.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    build.add_argument("--batch-size", type=int, default=64, help="documents encoded per batch (default 64)")
+    build.add_argument("--keys-only", action="store_true", help="hits hold keys and similarities, not whole documents")
+    build.add_argument("--embed-weights", action="store_true",
+                       help="store the model's files (safetensors) in the save, so that it loads where the model is not installed")
+    build.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    search = commands.add_parser("search", help="load a saved pipeline and print the hits of queries as JSON")
+    search.add_argument("path", help="folder written by cherche-faiss build or cherche_faiss.save")
+    search.add_argument("queries", nargs="+", help="one query (prints a list of hits) or several (a list per query)")
+    search.add_argument("-k", type=int, default=None, help="hits per query (default: the pipeline's)")
+    search.add_argument("--mmap", action="store_true", help="map the indexes from disk instead of reading them")
+    search.add_argument("--no-verify", action="store_true", help="skip the SHA-256 checks (sizes are still checked)")
+    search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+
+    info = commands.add_parser("info", help="print what a save holds: components, sizes, versions, checksums")
+    info.add_argument("path", help="folder written by cherche-faiss build or cherche_faiss.save")
+    info.add_argument("--no-verify", action="store_true", help="do not check the files' SHA-256")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _build(args: argparse.Namespace) -> int:
+    import json
+
+    from . import persist
+    from .build import build_pipeline, read_jsonl
+
+    documents = read_jsonl(args.corpus)
+    pipeline = build_pipeline(
+        documents, key=args.key, on=args.on, retriever=args.retriever, model=args.model, index=args.index,
+        k=args.k, device=args.device, batch_size=args.batch_size, documents_in_hits=not args.keys_only,
+        embed_weights=args.embed_weights, show_progress=not args.no_progress,
+    )
+    path = persist.save(pipeline, args.out)
+    print(json.dumps({"saved": str(path), "documents": len(documents), "pipeline": repr(pipeline)}, indent=1))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    import json
+
+    from . import persist
+
+    pipeline = persist.load(args.path, device=args.device, mmap=args.mmap, verify=not args.no_verify)
+    queries = args.queries[0] if len(args.queries) == 1 else args.queries
+    print(json.dumps(pipeline(queries, k=args.k), indent=1, ensure_ascii=False, default=str))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from .persist.inspect import describe_save, format_description
+
+    info = describe_save(args.path, verify=not args.no_verify)
+    print(json.dumps(info, indent=1, default=str) if args.json else format_description(info))
+    return 0 if info["checksums"] in ("verified", "not checked") else 1
+
+
+def _run_reporting_errors(command: str, handler, args: argparse.Namespace) -> int:
+    """Run ``handler(args)``; a library error is one line on stderr and exit status 1, not a traceback."""
+    from .exceptions import CherFaissError
+
+    try:
+        return handler(args)
+    except CherFaissError as error:
+        print(f"cherche-faiss {command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -152,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args)
     if args.command == "serve":
         return _serve(args)
+    handlers = {"build": _build, "search": _search, "info": _info}
+    if args.command in handlers:
+        return _run_reporting_errors(args.command, handlers[args.command], args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

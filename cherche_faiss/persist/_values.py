@@ -197,7 +197,7 @@ class ValueEncoder:
             ints = [0 if item is None else item for item in value]
             if all(-(2**63) <= item < 2**63 for item in ints):
                 missing = [i for i, item in enumerate(value) if item is None]
-                encoded = {"$ints": self._array(np.asarray(ints, dtype=np.int64), where, stem)}
+                encoded = {"$ints": self._array(np.asarray(ints, dtype=np.int64), where, stem), "n": len(value)}
                 if missing:
                     encoded["none"] = self._array(np.asarray(missing, dtype=np.int64), where, stem + ".none")
                 return encoded
@@ -210,13 +210,14 @@ class ValueEncoder:
                 "$ragged": {
                     "values": self._array(np.concatenate(value), where, stem + ".values"),
                     "offsets": self._array(offsets, where, stem + ".offsets"),
-                }
+                },
+                "n": len(value),
             }
         if all(_plain_json(item) for item in value):
             name, path = self.writer.reserve(stem, ".json")
             path.write_text(json.dumps(value, ensure_ascii=False, allow_nan=False), encoding="utf-8")
             self.writer.wrote(name)
-            return {"$json": name}
+            return {"$json": name, "n": len(value)}
         name, path = self.writer.reserve(stem, ".jsonl")
         with open(path, "w", encoding="utf-8") as handle:
             for i, item in enumerate(value):
@@ -224,7 +225,7 @@ class ValueEncoder:
                 handle.write(json.dumps(encoded, ensure_ascii=False, allow_nan=False))
                 handle.write("\n")
         self.writer.wrote(name)
-        return {"$jsonl": name}
+        return {"$jsonl": name, "n": len(value)}
 
     def _dict(self, value: dict, where: str, stem: str, inline: bool) -> Any:
         plain_keys = all(isinstance(key, str) and not key.startswith("$") for key in value)
@@ -237,7 +238,7 @@ class ValueEncoder:
             name, path = self.writer.reserve(stem, ".json")
             path.write_text(json.dumps(value, ensure_ascii=False, allow_nan=False), encoding="utf-8")
             self.writer.wrote(name)
-            return {"$json": name}
+            return {"$json": name, "n": len(value)}
         pairs = [[key, item] for key, item in value.items()]
         if len(pairs) <= SPILL or inline:
             return {"$dict": [self.encode(pair, f"{where}[{pair[0]!r}]", stem, inline) for pair in pairs]}
@@ -286,6 +287,12 @@ class ValueDecoder:
             return {key: self.decode(item, f"{where}[{key!r}]", inline) for key, item in value.items()}
         tag = tags[0]
         body = value[tag]
+        decoded = self._tagged(tag, body, value, where, inline)
+        if "n" in value and (not isinstance(decoded, (list, dict)) or len(decoded) != value["n"]):
+            raise _damaged(where, value)  # the length written beside a file's name
+        return decoded
+
+    def _tagged(self, tag: str, body: Any, value: dict, where: str, inline: bool) -> Any:
         if tag == "$tuple" and isinstance(body, list):
             return tuple(self.decode(item, f"{where}[{i}]", inline) for i, item in enumerate(body))
         if tag == "$dict":

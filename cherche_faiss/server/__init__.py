@@ -7,13 +7,13 @@ naming the extra when it is not installed.
 
 Modules: ``app`` (the FastAPI application), ``batching`` (the micro-batcher),
 ``schemas`` (request and response models), ``guard`` (API key and body size),
-``threads`` (the thread policy), ``describe`` (what ``/info`` shows),
-``loading`` (what ``serve`` loads), ``runner`` (uvicorn on a bound socket).
+``threads`` (the thread policy), ``loading`` (what ``serve`` loads), ``runner``
+(uvicorn on a bound socket). What ``/info`` shows comes from :mod:`cherche_faiss.describe`.
 """
 
+from ..describe import describe
 from .app import create_app, require_server_extra
 from .batching import MicroBatcher, ServerClosedError
-from .describe import describe
 from .loading import load_served, saved_version
 from .runner import serve
 

@@ -20,7 +20,7 @@ from .._version import __version__
 from ..compose.pipeline import needs_documents
 from ..exceptions import CherFaissError, InvalidInputError, InvalidTypeError, MissingDependencyError
 from .batching import MicroBatcher, ServerClosedError
-from .describe import describe, versions
+from ..describe import describe, versions
 from .guard import API_KEY_HEADER, OPEN_PATHS, RequestGuard, check_guard_options
 from .loading import saved_version
 from .schemas import Limits, readable_errors, response_models, search_request_model
