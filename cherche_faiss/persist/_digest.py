@@ -28,16 +28,18 @@ _READ = 4 << 20  # bytes read at a time: hashing stays in cache, memory stays fl
 
 def _sha256(path: Path, start: int = 0, length: int | None = None) -> str:
     digest = hashlib.sha256()
+    buffer = bytearray(_READ)  # one buffer, refilled: reading allocates nothing per chunk
+    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
         handle.seek(start)
         left = length
         while left is None or left > 0:
-            chunk = handle.read(_READ if left is None else min(_READ, left))
-            if not chunk:
+            read = handle.readinto(view if left is None or left >= _READ else view[:left])
+            if not read:
                 break
-            digest.update(chunk)
+            digest.update(view[:read])
             if left is not None:
-                left -= len(chunk)
+                left -= read
     return digest.hexdigest()
 
 
