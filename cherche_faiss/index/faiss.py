@@ -61,6 +61,28 @@ def _read_index_from(data: np.ndarray) -> Any:
     return faiss.read_index(faiss.PyCallbackIOReader(read, 1 << 22))
 
 
+def _drain(pending: list[np.ndarray], rows: int | None = None) -> np.ndarray:
+    """The first ``rows`` rows (all when None) of the arrays in ``pending``, as one array.
+
+    Arrays are copied into the result one by one and dropped from ``pending``
+    as soon as they are copied (the rows beyond ``rows`` stay there), so that
+    the buffered vectors exist twice only one batch at a time, never whole.
+    """
+    total = sum(len(part) for part in pending)
+    rows = total if rows is None else min(rows, total)
+    out = np.empty((rows, pending[0].shape[1]), dtype=np.float32)
+    filled = 0
+    while filled < rows:
+        part = pending.pop(0)
+        taken = min(len(part), rows - filled)
+        out[filled : filled + taken] = part[:taken]
+        filled += taken
+        if taken < len(part):
+            pending.insert(0, part[taken:])
+        del part
+    return out
+
+
 class FaissIndex(Component):
     """A FAISS index addressed by document keys.
 
@@ -405,13 +427,20 @@ class FaissIndex(Component):
                         self._build(matrix.shape[1], total)
                     if total is not None:
                         self._reserve(total)
-                if not self._index.is_trained and buffered < self._training_size():
-                    continue
-                self._add_prepared(np.concatenate(pending), pending_keys, show_progress)
-                bar.update(buffered)
+                if not self._index.is_trained:
+                    size = self._training_size()
+                    if buffered < size:
+                        continue
+                    # Exactly the training sample first: FAISS trains on it as it is (no sampled copy).
+                    self._add_prepared(_drain(pending, size), pending_keys[:size], show_progress)
+                    bar.update(size)
+                    pending_keys = pending_keys[size:]
+                if pending_keys:
+                    self._add_prepared(_drain(pending), pending_keys, show_progress)
+                    bar.update(len(pending_keys))
                 pending, pending_keys = [], []
             if pending_keys:
-                self._add_prepared(np.concatenate(pending), pending_keys, show_progress)
+                self._add_prepared(_drain(pending), pending_keys, show_progress)
                 bar.update(len(pending_keys))
         return self
 
