@@ -97,7 +97,14 @@ def test_every_index_type_round_trips(factory, mmap, rng, tmp_path):
     queries = rng.standard_normal((5, 32)).astype(np.float32)
     expected = index.search(queries, k=7)
     loaded = cherche_faiss.load(cherche_faiss.save(index, tmp_path / "index"), mmap=mmap)
-    assert loaded.search(queries, k=7) == expected
+    found = loaded.search(queries, k=7)
+    if mmap and factory in ("Flat", "auto"):  # "auto" picks Flat at this size
+        # A mapped flat file is searched by FAISS (its vectors sit unaligned for NumPy's BLAS):
+        # the same keys, similarities equal to float32 rounding.
+        assert found[1] == expected[1]
+        assert np.allclose(found[0], expected[0], atol=1e-6)
+    else:
+        assert found == expected
     assert loaded.keys() == index.keys() and repr(loaded) == repr(index)
     assert loaded.faiss_index.ntotal == index.faiss_index.ntotal
     if mmap:
@@ -105,7 +112,7 @@ def test_every_index_type_round_trips(factory, mmap, rng, tmp_path):
             loaded.add(vectors[:1], ["new"])
         with pytest.raises(InvalidInputError, match="mmap=True"):
             loaded.remove(keys[20:21])
-        assert loaded.search(queries, k=7) == expected  # refused changes changed nothing
+        assert loaded.search(queries, k=7) == found  # refused changes changed nothing
     else:
         loaded.add(vectors[:1] + 1, ["new"])
         assert "new" in loaded
