@@ -147,6 +147,44 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: the best there is
 
 
+# -- plots and child processes ---------------------------------------------------------------------
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (these machines have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure: Any, results_dir: Path, name: str) -> Path:
+    """Write ``figure`` to ``results_dir / name`` (the folder is made if needed), close it, return the path."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / name
+    figure.savefig(path, dpi=110)
+    pyplot().close(figure)
+    return path
+
+
+def child_reporter(command: list[str], what: str, reports: list[dict]) -> Callable[[], None]:
+    """A case for :func:`alternate` that runs ``command`` (a fresh interpreter) and appends the JSON
+    object its last line prints to ``reports``."""
+    environment = dict(os.environ, PYTHONWARNINGS="ignore")
+
+    def run() -> None:
+        import json
+        import subprocess
+
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the {what} child failed:\n{done.stderr[-2000:]}")
+        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    return run
+
+
 def copy_bandwidth(nbytes: int = 1 << 28, repeats: int = 5) -> float:
     """Memory bandwidth in bytes per second: ``nbytes`` copied between two
     preallocated buffers (each byte read once and written once), best of ``repeats``."""

@@ -58,13 +58,15 @@ from _common import (  # noqa: E402
     alternate,
     cherche_available,
     copy_bandwidth,
-    median,
-    peak_rss_bytes,
-    ratio,
     format_ms,
     format_ratio,
+    median,
+    peak_rss_bytes,
+    pyplot,
+    ratio,
     record,
     run_alone,
+    save_figure,
     summary,
 )
 from embeddings import dataset  # noqa: E402
@@ -318,10 +320,7 @@ def markdown(records: list[dict]) -> str:
 
 def plot(records: list[dict], results_dir: Path) -> list[Path]:
     """Latency per call against batch size (log-log), one line per side, one panel per N."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     records = [r for r in records if r["workload"] == WORKLOAD]
     if not records:
@@ -348,12 +347,7 @@ def plot(records: list[dict], results_dir: Path) -> list[Path]:
     axes[0][0].legend(fontsize="small")
     figure.suptitle(f"Exact top-{K} dense search, d={records[0]['params']['d']}")
     figure.tight_layout()
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / "dense_search.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return [path]
+    return [save_figure(figure, results_dir, "dense_search.png")]
 
 
 def main(argv: list[str] | None = None) -> int:

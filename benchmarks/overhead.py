@@ -62,15 +62,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    Config,
     RESULTS_DIR,
     SCIFACT,
-    Config,
     alternate,
     cherche_available,
     environment,
     median,
+    pyplot,
     ratio,
     record,
+    save_figure,
     summary,
 )
 from save_load import (  # noqa: E402
@@ -439,10 +441,7 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     list of Path
         The PNG written, ``results_dir / "overhead.png"``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     times = per_query(records)
     sides = [side for side in ("cherche", "cherche_faiss") if any(key[3] == side for key in times)]
@@ -461,11 +460,7 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     axis.set_title(TITLE)
     axis.legend()
     figure.tight_layout()
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / "overhead.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return [path]
+    return [save_figure(figure, results_dir, "overhead.png")]
 
 
 # -- profiling ---------------------------------------------------------------------------------

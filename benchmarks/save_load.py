@@ -61,14 +61,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    RESULTS_DIR,
     Config,
+    RESULTS_DIR,
     alternate,
     cherche_available,
     environment,
     median,
+    pyplot,
     ratio,
     record,
+    save_figure,
     summary,
 )
 
@@ -518,10 +520,7 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     list of Path
         The PNG written, ``results_dir / "save_load.png"``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     metrics = _by_case(records)
@@ -563,11 +562,7 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
 
     figure.suptitle(TITLE)
     figure.tight_layout()
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / "save_load.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return [path]
+    return [save_figure(figure, results_dir, "save_load.png")]
 
 
 def failed_checks(records: Sequence[Mapping]) -> list[str]:

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import pickle
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -44,13 +42,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     Config,
     alternate,
+    child_reporter,
     format_ms,
     format_ratio,
     median,
     peak_rss_bytes,
+    pyplot,
     ratio,
     record,
     run_alone,
+    save_figure,
     summary,
 )
 from embeddings import dataset  # noqa: E402
@@ -112,16 +113,7 @@ def _faiss_answer(index: Any, queries: np.ndarray) -> list:
 
 def _child(kind: str, path: Path, queries_path: Path, reports: list[dict]) -> Callable[[], None]:
     """A case that loads ``path`` in a fresh interpreter and appends the child's report to ``reports``."""
-    command = [sys.executable, "-c", CHILD_CODE, kind, str(path), str(queries_path), str(K)]
-    environment = dict(os.environ, PYTHONWARNINGS="ignore")
-
-    def run() -> None:
-        done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"the {kind} load child failed:\n{done.stderr[-2000:]}")
-        reports.append(json.loads(done.stdout.strip().splitlines()[-1]))
-
-    return run
+    return child_reporter([sys.executable, "-c", CHILD_CODE, kind, str(path), str(queries_path), str(K)], f"{kind} load", reports)
 
 
 def run(config: Config) -> list[dict]:
@@ -276,15 +268,10 @@ def markdown(records: list[dict]) -> str:
 
 def plot(records: list[dict], results_dir: Path) -> list[Path]:
     """A grouped bar chart per N: dump, load here, load in a fresh process; one bar per side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     records = [r for r in records if r["workload"] == WORKLOAD]
     paths: list[Path] = []
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     operations = ["dump", "load", "load_child"]
     for r in records:
         figure, axis = plt.subplots(figsize=(7, 4))
@@ -300,10 +287,8 @@ def plot(records: list[dict], results_dir: Path) -> list[Path]:
         axis.legend(fontsize="small")
         axis.grid(True, axis="y", alpha=0.3)
         figure.tight_layout()
-        path = results_dir / (f"serialization_{r['params']['n']}.png" if len(records) > 1 else "serialization.png")
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        paths.append(path)
+        name = f"serialization_{r['params']['n']}.png" if len(records) > 1 else "serialization.png"
+        paths.append(save_figure(figure, results_dir, name))
     return paths
 
 

@@ -58,7 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, Config, format_ms, format_ratio, median, ratio, record, run_alone  # noqa: E402
+from _common import REPO, Config, format_ms, format_ratio, median, pyplot, ratio, record, run_alone, save_figure  # noqa: E402
 from save_load import towns_queries  # noqa: E402
 
 WORKLOAD = "server"
@@ -335,10 +335,7 @@ def markdown(records: Sequence[Mapping]) -> str:
 
 def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     """Throughput and p50/p99 latency against the number of clients, batched and unbatched."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cells = _cells(records)
     colors = {"batched": "tab:blue", "batched_no_wait": "tab:green", "unbatched": "tab:gray"}
@@ -364,11 +361,7 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     latency_ax.set_title("Latency")
     figure.suptitle(TITLE)
     figure.tight_layout()
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / "server.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return [path]
+    return [save_figure(figure, results_dir, "server.png")]
 
 
 def main(argv: list[str] | None = None) -> int:

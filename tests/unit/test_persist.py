@@ -4,7 +4,6 @@ integrity checks, versions, memory-mapped loads and devices."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -15,7 +14,7 @@ import pytest
 
 import cherche_faiss
 from cherche_faiss import data, rank, retrieve
-from cherche_faiss.encoders import CallableEncoder, HashingEncoder
+from cherche_faiss.encoders import HashingEncoder
 from cherche_faiss.exceptions import (
     CherFaissError,
     CorruptFileError,
@@ -30,8 +29,6 @@ from cherche_faiss.exceptions import (
 from cherche_faiss.index import FaissIndex
 from cherche_faiss.persist import safe
 from cherche_faiss.persist._digest import BLOCK_BYTES
-
-from ..conftest import assert_same_hits
 
 QUERIES = ["bordeaux wine", "airbus aircraft in toulouse", "montreal quebec", "the capital"]
 

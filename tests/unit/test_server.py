@@ -24,7 +24,7 @@ httpx = pytest.importorskip("httpx")
 
 from cherche_faiss import data, rank, retrieve  # noqa: E402
 from cherche_faiss.encoders import HashingEncoder  # noqa: E402
-from cherche_faiss.exceptions import InvalidInputError, InvalidTypeError, NotIndexedError  # noqa: E402
+from cherche_faiss.exceptions import InvalidInputError, InvalidTypeError  # noqa: E402
 from cherche_faiss.server import create_app  # noqa: E402
 
 from ..conftest import assert_same_hits  # noqa: E402
