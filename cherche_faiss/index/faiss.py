@@ -797,6 +797,7 @@ class FaissIndex(Component):
             self._device = target
             self._index = cpu_index
             self._place()
+            self._mapped = False  # a GPU copy, or the CPU copy of one, is ordinary memory
         self._device = target
         return self
 

@@ -115,8 +115,11 @@ def recover(target: Path, is_save: Callable[[Path], bool]) -> None:
         if _owner_alive(backup):
             continue
         if not target.exists() and is_save(backup):
-            os.rename(backup, target)
-            _fsync_folder(target.parent)
+            try:
+                os.rename(backup, target)
+                _fsync_folder(target.parent)
+            except OSError:  # a read-only folder: the load that follows says nothing is there
+                pass
         elif target.exists() and is_save(target):
             shutil.rmtree(backup, ignore_errors=True)
     for temporary in _siblings(target, _SAVING):

@@ -172,6 +172,17 @@ def test_documents_keep_their_types(tmp_path):
     assert loaded("Lyon")[0]["meta"] == {"$weird": None} and loaded("Lyon")[0]["score"] == float("inf")
 
 
+def test_cross_encoder_ranker_keeps_its_model_reference(documents, tmp_path):
+    from cherche_faiss.encoders import CrossEncoderScorer
+
+    scorer = CrossEncoderScorer("/models/ms-marco-MiniLM", device="cpu", num_labels=1, batch_size=8)
+    ranker = rank.CrossEncoder(key="id", on=["title", "article"], encoder=scorer, k=3).add(documents)
+    loaded = cherche_faiss.load(cherche_faiss.save(ranker, tmp_path / "cross"))
+    assert repr(loaded) == repr(ranker) and loaded._texts == ranker._texts
+    assert isinstance(loaded.encoder, CrossEncoderScorer) and loaded.encoder.num_labels == 1
+    assert loaded.encoder._model is None  # loaded lazily, on its first query
+
+
 # -- what the safe format refuses -----------------------------------------------------------------
 def test_plain_callables_are_refused_and_nothing_is_written(documents, tmp_path):
     retriever = retrieve.Encoder(key="id", on="title", encoder=lambda texts: np.ones((len(texts), 4)), k=2)
