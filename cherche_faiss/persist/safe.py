@@ -28,6 +28,8 @@ import hashlib
 import importlib
 import json
 import os
+import platform
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,11 +128,10 @@ def _is_save(folder: Path) -> bool:
 
 
 def _versions() -> dict[str, str]:
-    import platform
-
+    """Versions of what wrote the files (for people reading the manifest; never checked)."""
     found = {"python": platform.python_version()}
     for module in ("numpy", "faiss", "scipy", "sklearn", "bm25s"):
-        imported = __import__("sys").modules.get(module)
+        imported = sys.modules.get(module)
         version = getattr(imported, "__version__", None)
         if version:
             found[module] = str(version)
