@@ -1,11 +1,13 @@
-"""The demo: Cherche's Save & Load example on the towns corpus, reloaded in a
-fresh CPU-only process (``cherche-faiss demo`` / ``make demo``)."""
+"""The demo: Cherche's Save & Load example on the towns corpus, pickled and saved
+in the safe folder format, each reloaded in a fresh CPU-only process
+(``cherche-faiss demo`` / ``make demo``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,12 +19,16 @@ __all__ = ["run_demo", "build_search"]
 
 DEFAULT_QUERIES = ["bordeaux", "wine", "aerospace industry", "football club", "metro"]
 
-# Runs in the child process: load the pickle, time it, answer, print JSON.
+# Runs in the child process: load the pickle or the saved folder, time it, answer, print JSON.
 _CHILD = """
 import json, pickle, sys, time
 started = time.perf_counter()
-with open(sys.argv[1], "rb") as handle:
-    search = pickle.load(handle)
+if sys.argv[3] == "folder":
+    import cherche_faiss
+    search = cherche_faiss.load(sys.argv[1])
+else:
+    with open(sys.argv[1], "rb") as handle:
+        search = pickle.load(handle)
 loaded = time.perf_counter()
 queries = json.loads(sys.argv[2])
 first = search(queries[0])
@@ -81,18 +87,25 @@ def run_demo(queries: list[str] | None = None, keep: str | None = None, out: Tex
     dumped = time.perf_counter() - started
     size = path.stat().st_size
 
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    import cherche_faiss
+
+    saved = folder / "search-saved"
     started = time.perf_counter()
-    child = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(path), json.dumps(queries)],
-        capture_output=True, text=True, env=env, check=False,
-    )
+    cherche_faiss.save(search, saved)
+    saved_in = time.perf_counter() - started
+    saved_size = sum(file.stat().st_size for file in saved.rglob("*") if file.is_file())
+
+    started = time.perf_counter()
+    child = _load_in_a_fresh_process(path, "pickle", queries)
     cold = time.perf_counter() - started
-    if child.returncode != 0:
-        say("the fresh process could not load the pickle:")
-        say(child.stderr.strip())
-        return 1
+    folder_child = _load_in_a_fresh_process(saved, "folder", queries)
+    for name, finished in (("the pickle", child), ("the saved folder", folder_child)):
+        if finished.returncode != 0:
+            say(f"the fresh process could not load {name}:")
+            say(finished.stderr.strip())
+            return 1
     report = json.loads(child.stdout.strip().splitlines()[-1])
+    folder_report = json.loads(folder_child.stdout.strip().splitlines()[-1])
 
     for query, hits in zip(queries, report["answers"]):
         say(f"\nq={query!r}")
@@ -107,7 +120,20 @@ def run_demo(queries: list[str] | None = None, keep: str | None = None, out: Tex
     say(f"first query after load  {report['first_query_s'] * 1000:.0f} ms (loads the model lazily)")
     say(f"whole child process     {cold:.2f} s (interpreter start, imports, load, {len(queries)} queries)")
     say(f"answers identical to the original pipeline: {identical}")
+    identical_saved = folder_report["answers"] == before
+    say(f"safe format (cherche_faiss.save, no pickle): {saved_size / 1024:.1f} KiB in {saved}, saved in "
+        f"{saved_in * 1000:.1f} ms, loaded in a fresh process in {folder_report['load_s'] * 1000:.0f} ms; "
+        f"answers identical: {identical_saved}")
+    shutil.rmtree(saved)
     if not keep:
         path.unlink()
         folder.rmdir()
-    return 0 if identical else 1
+    return 0 if identical and identical_saved else 1
+
+
+def _load_in_a_fresh_process(path: Path, kind: str, queries: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), json.dumps(queries), kind],
+        capture_output=True, text=True, env=env, check=False,
+    )

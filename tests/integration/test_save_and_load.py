@@ -133,6 +133,7 @@ def test_demo_command_runs_the_main_job():
     text = out.getvalue()
     assert "answers identical to the original pipeline: True" in text
     assert "pickle size" in text and "load in fresh process" in text
+    assert "safe format (cherche_faiss.save, no pickle)" in text and text.rstrip().endswith("answers identical: True")
     with pytest.raises(SystemExit):
         main(["--version"])
 
