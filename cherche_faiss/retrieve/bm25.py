@@ -69,7 +69,7 @@ class BM25(Retriever):
         retrievers use; see ``ngram_range``), or a picklable callable
         ``str -> list[str]``.
     stopwords
-        Language of the stop-word list for ``"word"`` (``"en"``), or None.
+        Language of the stop-word list for ``"word"`` (``"en"``), a list of words, or None.
     stemmer
         Snowball stemmer language for ``"word"`` (``"english"``; needs
         PyStemmer), or None.
@@ -99,7 +99,7 @@ class BM25(Retriever):
         k: int | None = None,
         batch_size: int = 1024,
         tokenizer: str | Callable[[str], list[str]] = "word",
-        stopwords: str | None = "en",
+        stopwords: str | list[str] | None = "en",
         stemmer: str | None = "english",
         ngram_range: tuple[int, int] = (3, 5),
         method: str = "lucene",
@@ -112,9 +112,12 @@ class BM25(Retriever):
             raise InvalidInputError(
                 f"tokenizer must be 'word', 'char' or a callable str -> list[str], got {tokenizer!r}."
             )
-        for name, value in (("stopwords", stopwords), ("stemmer", stemmer)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidInputError(f"{name} must be a language name such as 'en' / 'english', or None; got {value!r}.")
+        if stopwords is not None and not isinstance(stopwords, str) and not (
+            isinstance(stopwords, (list, tuple)) and all(isinstance(word, str) for word in stopwords)
+        ):
+            raise InvalidInputError(f"stopwords must be a language such as 'en', a list of words, or None; got {stopwords!r}.")
+        if stemmer is not None and not isinstance(stemmer, str):
+            raise InvalidInputError(f"stemmer must be a Snowball language such as 'english', or None; got {stemmer!r}.")
         if (
             not isinstance(ngram_range, (tuple, list)) or len(ngram_range) != 2
             or not all(type(n) is int for n in ngram_range) or not 1 <= ngram_range[0] <= ngram_range[1]
