@@ -168,5 +168,8 @@ def check_loaded_vectors(component: Any) -> None:
     if not isinstance(getattr(component, "index", None), FaissIndex):
         raise IncompatibleStateError(f"the saved index of this {name} is not a FaissIndex.")
     for attribute in ("encoder", "query_encoder"):
-        if attribute in vars(component) and not callable(getattr(vars(component)[attribute], "encode", None)):
+        if attribute not in vars(component):
+            continue
+        encoder = vars(component)[attribute]
+        if isinstance(encoder, (str, bytes)) or not callable(getattr(encoder, "encode", None)):  # str.encode is not one
             raise IncompatibleStateError(f"the saved {attribute} of this {name} cannot encode texts.")

@@ -884,6 +884,16 @@ class FaissIndex(Component):
             target = resolve_faiss_device(device)  # asked for explicitly: an unusable GPU is an error
         self._attach(index, target, mapped=bool(getattr(context, "mmap", False)))
 
+    def _check_loaded(self) -> None:
+        choice = self._choice
+        if choice is not None and not (
+            isinstance(choice, dict) and isinstance(choice.get("factory"), str)
+            and isinstance(choice.get("reason"), str) and isinstance(choice.get("search_params"), dict)
+        ):
+            raise IncompatibleStateError(f"the saved choice of index='auto' is damaged ({choice!r:.200}).")
+        if choice is not None:
+            check_search_params(choice["search_params"])
+
     @staticmethod
     def _key_table(keys: Any, removed: Any) -> dict[Hashable, int]:
         """The key -> id dict of a saved id -> key list whose ``removed`` ids are holes."""
