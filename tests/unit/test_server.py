@@ -28,6 +28,7 @@ from cherche_faiss.exceptions import InvalidInputError, InvalidTypeError  # noqa
 from cherche_faiss.server import create_app  # noqa: E402
 
 from ..conftest import assert_same_hits  # noqa: E402
+from ..recording import CallRecorder  # noqa: E402
 from ..serving import post_all, served  # noqa: E402
 
 KEY = "id"
@@ -73,39 +74,26 @@ def client(base_url):
         yield client
 
 
-class Probe:
-    """Wraps a pipeline: counts calls, their sizes and threads, and how many ran at once."""
+class Probe(CallRecorder):
+    """Wraps a pipeline: counts calls, their sizes and threads (and FAISS' threads there), how many ran at once."""
+
+    refusal = "the probe refuses"
 
     def __init__(self, pipeline, fail_on=None, crash_on=None, gate=None):
+        super().__init__(fail_on=fail_on, gate=gate)
         self.pipeline = pipeline
-        self.fail_on, self.crash_on, self.gate = fail_on, crash_on, gate
-        self.calls = []
-        self.threads = set()
+        self.crash_on = crash_on
         self.faiss_threads = set()
-        self.active = self.most_active = 0
-        self._lock = threading.Lock()
 
-    def __call__(self, q, k=None):
+    def record(self):
         import faiss
 
-        with self._lock:
-            self.active += 1
-            self.most_active = max(self.most_active, self.active)
-        try:
-            self.calls.append((q, k))
-            self.threads.add(threading.current_thread().name)
-            self.faiss_threads.add(faiss.omp_get_max_threads())
-            if self.gate is not None:
-                self.gate.wait(timeout=20)
-            texts = [q] if isinstance(q, str) else q
-            if self.fail_on is not None and self.fail_on in texts:
-                raise InvalidInputError(f"the probe refuses {self.fail_on!r}")
-            if self.crash_on is not None and self.crash_on in texts:
-                raise RuntimeError("a bug in the pipeline")
-            return self.pipeline(q, k=k)
-        finally:
-            with self._lock:
-                self.active -= 1
+        self.faiss_threads.add(faiss.omp_get_max_threads())
+
+    def answer(self, q, k, texts):
+        if self.crash_on is not None and self.crash_on in texts:
+            raise RuntimeError("a bug in the pipeline")
+        return self.pipeline(q, k=k)
 
 
 # -- answers --------------------------------------------------------------------------------------

@@ -11,36 +11,18 @@ from cherche_faiss.exceptions import InvalidInputError, InvalidTypeError
 from cherche_faiss.server.batching import MicroBatcher, ServerClosedError
 from cherche_faiss.server.threads import ThreadPolicy, available_cores
 
+from ..recording import CallRecorder
 
-class FakePipeline:
+
+class FakePipeline(CallRecorder):
     """Answers like a Cherche pipeline: hit ids are ``query#rank``; records every call and its thread."""
 
     def __init__(self, fail_on: str | None = None, gate: threading.Event | None = None) -> None:
-        self.calls: list[tuple[object, int]] = []
-        self.threads: set[str] = set()
-        self.active = 0
-        self.most_active = 0
-        self.fail_on = fail_on
-        self.gate = gate
-        self._lock = threading.Lock()
+        super().__init__(fail_on=fail_on, gate=gate, gate_timeout=10)
 
-    def __call__(self, q, k):
-        with self._lock:
-            self.active += 1
-            self.most_active = max(self.most_active, self.active)
-        try:
-            self.calls.append((q, k))
-            self.threads.add(threading.current_thread().name)
-            if self.gate is not None:
-                self.gate.wait(timeout=10)
-            queries = [q] if isinstance(q, str) else q
-            if self.fail_on is not None and self.fail_on in queries:
-                raise InvalidInputError(f"cannot search {self.fail_on!r}")
-            hits = [[{"id": f"{query}#{rank}", "similarity": 1.0 / (rank + 1)} for rank in range(k)] for query in queries]
-            return hits[0] if isinstance(q, str) else hits
-        finally:
-            with self._lock:
-                self.active -= 1
+    def answer(self, q, k, texts):
+        hits = [[{"id": f"{query}#{rank}", "similarity": 1.0 / (rank + 1)} for rank in range(k)] for query in texts]
+        return hits[0] if isinstance(q, str) else hits
 
 
 def expected(q, k):
