@@ -54,6 +54,20 @@ def rewrite_manifest(path: Path, edit) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
+def set_in_components(path: Path, class_name: str, location: tuple, value) -> None:
+    """Set ``node[location[0]][location[1]]...`` to ``value`` in every saved component of class
+    ``class_name`` (a deliberate edit: the manifest's hash is recomputed)."""
+
+    def edit(manifest):
+        for node in manifest["components"]:
+            if node["class"] == class_name:
+                for key in location[:-1]:
+                    node = node[key]
+                node[location[-1]] = value
+
+    rewrite_manifest(path, edit)
+
+
 # -- layout ------------------------------------------------------------------------------------------
 def test_layout_manifest_and_plain_files(towns, tmp_path):
     search = towns_pipeline(towns)
@@ -323,12 +337,7 @@ def test_file_names_outside_the_folder_are_refused(saved):
 def test_a_reference_to_a_file_not_in_the_manifest_is_refused(saved):
     _, path = saved
 
-    def edit(manifest):
-        for node in manifest["components"]:
-            if node["class"] == "cherche_faiss.retrieve.TfIdf":
-                node["state"]["_matrix"] = {"$sparse": "../elsewhere.npz"}
-
-    rewrite_manifest(path, edit)
+    set_in_components(path, "cherche_faiss.retrieve.TfIdf", ("state", "_matrix"), {"$sparse": "../elsewhere.npz"})
     with pytest.raises(CorruptFileError, match="not a file of this save's manifest"):
         cherche_faiss.load(path)
 
@@ -336,12 +345,7 @@ def test_a_reference_to_a_file_not_in_the_manifest_is_refused(saved):
 def test_edited_parameters_are_validated_by_the_constructor(saved):
     _, path = saved
 
-    def edit(manifest):
-        for node in manifest["components"]:
-            if node["class"] == "cherche_faiss.retrieve.TfIdf":
-                node["params"]["k"] = -4
-
-    rewrite_manifest(path, edit)
+    set_in_components(path, "cherche_faiss.retrieve.TfIdf", ("params", "k"), -4)
     with pytest.raises(IncompatibleStateError, match=r"cannot rebuild .*TfIdf.*k must be a positive integer"):
         cherche_faiss.load(path)
 
@@ -408,12 +412,7 @@ def test_other_library_version_warns(saved):
 def test_state_layout_mismatch_is_refused(saved):
     _, path = saved
 
-    def edit(manifest):
-        for node in manifest["components"]:
-            if node["class"] == "cherche_faiss.index.FaissIndex":
-                node["state_version"] = 7
-
-    rewrite_manifest(path, edit)
+    set_in_components(path, "cherche_faiss.index.FaissIndex", ("state_version",), 7)
     with pytest.raises(IncompatibleStateError, match="state layout 7"):
         cherche_faiss.load(path)
 
@@ -458,12 +457,7 @@ def test_large_files_are_checked_block_by_block(tmp_path, monkeypatch):
 def test_index_saved_on_a_gpu_loads_on_this_cpu(saved):
     search, path = saved
 
-    def edit(manifest):
-        for node in manifest["components"]:
-            if node["class"] == "cherche_faiss.index.FaissIndex":
-                node["state"]["_device"] = "cuda:0"
-
-    rewrite_manifest(path, edit)
+    set_in_components(path, "cherche_faiss.index.FaissIndex", ("state", "_device"), "cuda:0")
     with pytest.warns(DeviceFallbackWarning, match="saved for 'cuda:0'"):
         loaded = cherche_faiss.load(path)
     assert loaded(QUERIES) == search(QUERIES)
