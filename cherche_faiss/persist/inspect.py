@@ -59,7 +59,8 @@ def _node(nodes: list, number: int, seen: set[int]) -> dict[str, Any]:
 
 
 def _is_reference(value: Any) -> bool:
-    return bool(_references(value)) and (isinstance(value, dict) or isinstance(value, list))
+    """A parameter holding components (shown as children, not as a value)."""
+    return isinstance(value, (dict, list)) and bool(_references(value))
 
 
 def _references(value: Any) -> list:

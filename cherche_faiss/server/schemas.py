@@ -180,18 +180,11 @@ def search_request_model(limits: Limits) -> type:
             ),
         )
 
-        @field_validator("q", mode="wrap")
+        @field_validator("q", "k", mode="wrap")
         @classmethod
-        def _check_q(cls, value: Any, handler: Any) -> Any:
-            problem = query_problem(value, limits)
-            if problem is not None:
-                fail(problem)
-            return handler(value)
-
-        @field_validator("k", mode="wrap")
-        @classmethod
-        def _check_k(cls, value: Any, handler: Any) -> Any:
-            problem = k_problem(value, limits)
+        def _check(cls, value: Any, handler: Any, info: Any) -> Any:
+            # Our messages first (they name the limit), then pydantic's own checks.
+            problem = (query_problem if info.field_name == "q" else k_problem)(value, limits)
             if problem is not None:
                 fail(problem)
             return handler(value)
