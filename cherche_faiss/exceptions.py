@@ -20,6 +20,8 @@ __all__ = [
     "IncompatibleStateError",
     "CorruptFileError",
     "MissingFileError",
+    "ServerClosedError",
+    "ServerOverloadedError",
     "InconsistentVersionWarning",
     "DeviceFallbackWarning",
     "RecallNotReachedWarning",
@@ -71,6 +73,34 @@ class CorruptFileError(CherFaissError, ValueError):
 
 class MissingFileError(CherFaissError, FileNotFoundError):
     """A file a loader needs is not there."""
+
+
+class ServerClosedError(CherFaissError, RuntimeError):
+    """The server's batcher is closed (the server is shutting down): no more searches."""
+
+
+class ServerOverloadedError(CherFaissError, RuntimeError):
+    """The server's queue is full: the request was refused, not queued; retry later.
+
+    Parameters
+    ----------
+    message
+        What was refused and why.
+    retry_after
+        Suggested wait before retrying, in whole seconds (at least 1): what an
+        HTTP server sends as ``Retry-After``.
+    pending, max_pending
+        Queries waiting when the request was refused, and the bound.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1, pending: int = 0, max_pending: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.pending = pending
+        self.max_pending = max_pending
+
+    def __reduce__(self) -> tuple:  # keep the hint when pickled (e.g. across processes)
+        return type(self), (str(self), self.retry_after, self.pending, self.max_pending)
 
 
 class InconsistentVersionWarning(UserWarning):

@@ -20,6 +20,12 @@ up, so under load batches fill without waiting at all.
 A request whose future is cancelled (its client went away) before its batch
 starts is dropped; if a batched call fails, each of its requests is run alone
 so that one bad request cannot fail the others.
+
+The queue is bounded (``max_pending`` queries): when the worker cannot keep
+up, a request that would overflow it is refused at once with
+:class:`~cherche_faiss.exceptions.ServerOverloadedError`, which carries a
+retry hint, rather than left to wait behind an ever longer queue (memory and
+latency without bound, and answers nobody waits for any more).
 """
 
 from __future__ import annotations
@@ -29,25 +35,26 @@ import collections
 import concurrent.futures
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .._validation import check_positive_int
-from ..exceptions import CherFaissError, InvalidInputError, InvalidTypeError
+from ..exceptions import InvalidInputError, InvalidTypeError, ServerClosedError, ServerOverloadedError
+from .counters import BatchCounters, retry_after_seconds
+from .worker import SearchFunction, run_batch
 
-__all__ = ["MicroBatcher", "ServerClosedError"]
+# The errors live in cherche_faiss.exceptions; they are re-exported here, where they were first defined.
+__all__ = ["MicroBatcher", "ServerClosedError", "ServerOverloadedError", "PENDING_PER_BATCH"]
 
 logger = logging.getLogger(__name__)
 
-#: ``search(q, k)`` with ``q`` a string or a list of strings, answering as a
-#: Cherche pipeline does: a list of hits, or one list of hits per query.
-SearchFunction = Callable[[Any, int], list]
-
-
-class ServerClosedError(CherFaissError, RuntimeError):
-    """The batcher is closed (the server is shutting down): no more searches."""
+#: Default bound of the queue, in batches: ``max_pending = PENDING_PER_BATCH *
+#: max_batch_size`` queries. Deep enough to absorb a burst, shallow enough that
+#: a request at the back waits behind 16 batches at most, not seconds on end.
+PENDING_PER_BATCH = 16
 
 
 @dataclass(eq=False)
@@ -57,18 +64,11 @@ class _Request:
     k: int
     future: asyncio.Future
     enqueued: float  # event-loop time
+    queued: bool = True  # its queries count against max_pending
 
     @property
     def single(self) -> bool:
         return isinstance(self.q, str)
-
-
-@dataclass
-class _Outcome:
-    """What the worker thread found for one request: hits or an exception."""
-
-    hits: Any = None
-    error: BaseException | None = None
 
 
 class MicroBatcher:
@@ -86,6 +86,15 @@ class MicroBatcher:
         ``0`` batches only what arrived while the worker was busy.
     batching
         When False, each request is searched alone (still in the worker thread).
+    max_pending
+        Most queries waiting in the queue (the batch being searched is not
+        counted; a request of a list counts its length). :meth:`submit` refuses a
+        request that would exceed it with :class:`ServerOverloadedError`. A
+        request larger than the bound on its own is accepted when the queue is
+        empty, so that it can run at all (it may wait for that under steady
+        load: keep the bound above the largest request, ``max_queries`` for the
+        server). None: ``PENDING_PER_BATCH * max_batch_size`` (1024 by default).
+        There is no unbounded queue.
 
     Examples
     --------
@@ -115,6 +124,7 @@ class MicroBatcher:
         max_batch_size: int = 64,
         max_wait_ms: float = 2.0,
         batching: bool = True,
+        max_pending: int | None = None,
     ) -> None:
         if not callable(search):
             raise InvalidTypeError(
@@ -133,13 +143,23 @@ class MicroBatcher:
         self.max_batch_size = check_positive_int(max_batch_size, "max_batch_size", allow_none=False)
         self.max_wait_ms = float(max_wait_ms)
         self.batching = batching
+        if max_pending is None:
+            max_pending = PENDING_PER_BATCH * self.max_batch_size
+        elif isinstance(max_pending, bool) or not isinstance(max_pending, numbers.Integral) or max_pending <= 0:
+            raise InvalidInputError(
+                f"max_pending must be a positive number of queries, got {max_pending!r}. Pass e.g. "
+                f"max_pending={PENDING_PER_BATCH * self.max_batch_size} ({PENDING_PER_BATCH} batches of "
+                f"max_batch_size), or None for that default; the queue is never unbounded."
+            )
+        self.max_pending = int(max_pending)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._consumer: asyncio.Task | None = None
         self._pending: collections.deque[_Request] = collections.deque()
+        self._pending_queries = 0  # queries of the requests in _pending not withdrawn: what max_pending bounds
         self._arrived: asyncio.Event | None = None
         self._starting: asyncio.Lock | None = None
         self._closed = False
-        self._stats = _Stats()
+        self._stats = BatchCounters()
 
     # -- life cycle -------------------------------------------------------------------------
     @property
@@ -160,6 +180,7 @@ class MicroBatcher:
                 return
             self._closed = False
             self._pending = collections.deque()
+            self._pending_queries = 0
             self._arrived = asyncio.Event()
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="cherche-faiss-search"
@@ -193,7 +214,7 @@ class MicroBatcher:
 
     def _fail_pending(self) -> None:
         while self._pending:
-            request = self._pending.popleft()
+            request = self._take()
             if not request.future.done():
                 request.future.set_exception(ServerClosedError("the server is shutting down; retry on another one"))
 
@@ -212,20 +233,65 @@ class MicroBatcher:
         """Queue a search and return the future of its hits (the batcher must be running).
 
         ``q`` is one query string or a list of them, already validated.
-        Cancelling the future withdraws the request if its batch has not started.
+        Cancelling the future withdraws the request if its batch has not started
+        (and frees its place in the queue at once).
+
+        Raises
+        ------
+        ServerClosedError
+            The batcher is closed or not started.
+        ServerOverloadedError
+            Its queries would take the queue past ``max_pending``; nothing was
+            queued. Its ``retry_after`` says how many seconds to wait.
         """
         if self._closed:
             raise ServerClosedError("the server is shutting down; retry on another one")
         if not self.running or self._arrived is None:
             raise ServerClosedError("the batcher is not running: await batcher.start() first")
         queries = [q] if isinstance(q, str) else list(q)
+        # An empty queue takes any request: one larger than the bound could never run otherwise.
+        if self._pending_queries and self._pending_queries + len(queries) > self.max_pending:
+            self._stats.reject(len(queries))
+            raise self._overloaded(len(queries))
         loop = asyncio.get_running_loop()
         request = _Request(q=q, queries=queries, k=k, future=loop.create_future(), enqueued=loop.time())
         self._pending.append(request)
+        self._pending_queries += len(queries)
+        # A withdrawn request stays in the deque until the consumer reaches it; its place is freed now.
+        request.future.add_done_callback(lambda _: self._release(request))
         self._stats.requests += 1
         self._stats.queries += len(queries)
         self._arrived.set()
         return request.future
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: what is queued over the recent throughput.
+
+        ``ceil(pending queries / queries per second)``, the throughput measured
+        over the worker time of the latest batches (see :mod:`.counters`),
+        clamped to [1, 60]; 1 before any batch has finished.
+        """
+        return retry_after_seconds(self._pending_queries, self._stats.queries_per_s())
+
+    def _overloaded(self, size: int) -> ServerOverloadedError:
+        seconds = self.retry_after()
+        return ServerOverloadedError(
+            f"the server is overloaded: {self._pending_queries} queries are waiting and this request's {size} "
+            f"would take the queue past its bound of {self.max_pending} (max_pending). Retry in {seconds} s "
+            "(the Retry-After header), or send fewer queries at once.",
+            retry_after=seconds, pending=self._pending_queries, max_pending=self.max_pending,
+        )
+
+    def _take(self) -> _Request:
+        """The oldest pending request, out of the queue and of its count."""
+        request = self._pending.popleft()
+        self._release(request)
+        return request
+
+    def _release(self, request: _Request) -> None:
+        if request.queued:  # once only: it may be withdrawn, then taken
+            request.queued = False
+            self._pending_queries -= len(request.queries)
 
     async def search(self, q: Any, k: int) -> Any:
         """Search ``q`` with ``k`` in the next batch and return its hits."""
@@ -248,7 +314,7 @@ class MicroBatcher:
                 continue
             started = time.perf_counter()
             try:
-                outcomes, calls = await loop.run_in_executor(self._executor, self._run_batch, batch)
+                outcomes, calls = await loop.run_in_executor(self._executor, run_batch, self.search_function, batch)
             except BaseException as error:  # the consumer was cancelled, or the worker is gone
                 if not isinstance(error, asyncio.CancelledError):
                     logger.exception("the search worker failed; the batcher stops")
@@ -258,7 +324,8 @@ class MicroBatcher:
                             error if isinstance(error, Exception) else ServerClosedError("the search was abandoned")
                         )
                 raise
-            self._stats.record(batch, calls, time.perf_counter() - started)
+            self._stats.record(sum(len(request.queries) for request in batch), len(batch), calls,
+                               time.perf_counter() - started)
             for request, outcome in zip(batch, outcomes):
                 if request.future.done():  # cancelled while its batch ran: nobody waits for it
                     self._stats.discarded += 1
@@ -282,7 +349,7 @@ class MicroBatcher:
         leaves at once, with whatever is pending.
         """
         arrived = self._arrived
-        batch = [self._pending.popleft()]
+        batch = [self._take()]
         if not self.batching:
             return batch
         size = len(batch[0].queries)
@@ -293,7 +360,7 @@ class MicroBatcher:
                 following = self._pending[0]
                 if size + len(following.queries) > self.max_batch_size:
                     break  # it starts the next batch
-                batch.append(self._pending.popleft())
+                batch.append(self._take())
                 size += len(following.queries)
                 continue
             remaining = deadline - loop.time()
@@ -306,44 +373,6 @@ class MicroBatcher:
                 break
         return batch
 
-    # -- in the worker thread ---------------------------------------------------------------------
-    def _run_batch(self, batch: list[_Request]) -> tuple[list[_Outcome], int]:
-        """Search every request of ``batch``, one call per ``k``; returns outcomes and the number of calls."""
-        outcomes: dict[int, _Outcome] = {}
-        calls = 0
-        groups: dict[int, list[_Request]] = {}
-        for request in batch:
-            groups.setdefault(request.k, []).append(request)
-        for k, group in groups.items():
-            if len(group) == 1:
-                outcomes[id(group[0])] = self._run_alone(group[0])
-                calls += 1
-                continue
-            queries = [query for request in group for query in request.queries]
-            calls += 1
-            try:
-                results = self.search_function(queries, k)
-                _check_results(results, len(queries))
-            except Exception as error:
-                # Isolate the culprit: run each request alone, so only the bad one fails.
-                logger.debug("a batch of %d requests failed (%r); running them one by one", len(group), error)
-                for request in group:
-                    outcomes[id(request)] = self._run_alone(request)
-                    calls += 1
-                continue
-            start = 0
-            for request in group:
-                hits = results[start : start + len(request.queries)]
-                start += len(request.queries)
-                outcomes[id(request)] = _Outcome(hits=hits[0] if request.single else hits)
-        return [outcomes[id(request)] for request in batch], calls
-
-    def _run_alone(self, request: _Request) -> _Outcome:
-        try:
-            return _Outcome(hits=self.search_function(request.q, request.k))
-        except Exception as error:
-            return _Outcome(error=error)
-
     # -- counters -------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counters since this batcher was created.
@@ -353,61 +382,17 @@ class MicroBatcher:
         failed batch is retried request by request); ``mean_batch_queries``,
         ``mean_batch_requests`` and ``largest_batch_queries``; ``withdrawn``:
         requests cancelled before their batch (never searched); ``discarded``:
-        answers nobody waited for any more; ``pending`` now; ``worker_busy_s``.
+        answers nobody waited for any more; ``rejected_overloaded`` (and
+        ``rejected_overloaded_queries``): requests refused because the queue was
+        full (not counted in ``requests``); ``pending`` requests (withdrawn ones
+        included until the consumer drops them) and ``pending_queries`` (what
+        ``max_pending`` bounds) now; ``recent_queries_per_s``: the throughput
+        the retry hint uses; ``worker_busy_s``.
         """
-        return self._stats.as_dict(pending=len(self._pending))
+        return self._stats.as_dict(pending=len(self._pending), pending_queries=self._pending_queries)
 
     def __repr__(self) -> str:
         return (
             f"MicroBatcher(batching={self.batching}, max_batch_size={self.max_batch_size}, "
-            f"max_wait_ms={self.max_wait_ms}, running={self.running})"
+            f"max_wait_ms={self.max_wait_ms}, max_pending={self.max_pending}, running={self.running})"
         )
-
-
-def _check_results(results: Any, n: int) -> None:
-    if not isinstance(results, list) or len(results) != n or not all(isinstance(hits, list) for hits in results):
-        raise InvalidInputError(
-            f"the pipeline returned {type(results).__name__} "
-            f"{'of length ' + str(len(results)) if isinstance(results, list) else ''} for a list of {n} "
-            "queries; a pipeline must return one list of hits per query."
-        )
-
-
-@dataclass
-class _Stats:
-    """Counters updated on the event loop only (never from the worker), so without locks."""
-
-    requests: int = 0
-    queries: int = 0
-    batches: int = 0
-    pipeline_calls: int = 0
-    batched_queries: int = 0
-    batched_requests: int = 0
-    largest_batch: int = 0
-    withdrawn: int = 0
-    discarded: int = 0
-    busy_s: float = 0.0
-
-    def record(self, batch: list[_Request], calls: int, seconds: float) -> None:
-        size = sum(len(request.queries) for request in batch)
-        self.batches += 1
-        self.pipeline_calls += calls
-        self.batched_queries += size
-        self.batched_requests += len(batch)
-        self.largest_batch = max(self.largest_batch, size)
-        self.busy_s += seconds
-
-    def as_dict(self, pending: int) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "queries": self.queries,
-            "batches": self.batches,
-            "pipeline_calls": self.pipeline_calls,
-            "mean_batch_queries": self.batched_queries / self.batches if self.batches else None,
-            "mean_batch_requests": self.batched_requests / self.batches if self.batches else None,
-            "largest_batch_queries": self.largest_batch,
-            "withdrawn": self.withdrawn,
-            "discarded": self.discarded,
-            "pending": pending,
-            "worker_busy_s": round(self.busy_s, 6),
-        }
