@@ -160,6 +160,9 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-wait-ms", type=float, default=2.0,
                        help="how long a request waits for others to join its batch (default 2)")
     serve.add_argument("--no-batching", action="store_true", help="search each request alone")
+    serve.add_argument("--max-pending", type=int, default=None, metavar="N",
+                       help="most queries waiting for the worker; beyond, /search answers 503 with Retry-After "
+                       "(default 16 x --max-batch-size, 1024)")
     serve.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for (default 1000)")
     serve.add_argument("--max-queries", type=int, default=64, help="most queries in one request (default 64)")
     serve.add_argument("--max-query-length", type=int, default=2048, help="most characters per query (default 2048)")
@@ -207,9 +210,10 @@ def _serve(args: argparse.Namespace) -> int:
         pipeline = load_served(args.path, allow_pickle=args.allow_pickle, mmap=args.mmap)
         app = create_app(
             pipeline, api_key=api_key, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-            batching=not args.no_batching, max_k=args.max_k, max_queries=args.max_queries,
-            max_query_length=args.max_query_length, max_body_bytes=args.max_body_bytes, threads=args.threads,
-            warmup=not args.no_warmup, freeze_gc=True, source=args.path,
+            batching=not args.no_batching, max_pending=args.max_pending, max_k=args.max_k,
+            max_queries=args.max_queries, max_query_length=args.max_query_length,
+            max_body_bytes=args.max_body_bytes, threads=args.threads, warmup=not args.no_warmup, freeze_gc=True,
+            source=args.path,
         )
         if api_key is not None:
             logger.info("an API key is required on /search and /info (X-API-Key header)")

@@ -5,15 +5,18 @@ uvicorn). Importing this package is cheap: FastAPI is imported by
 :func:`create_app`, which raises :class:`~cherche_faiss.exceptions.MissingDependencyError`
 naming the extra when it is not installed.
 
-Modules: ``app`` (the FastAPI application), ``batching`` (the micro-batcher),
-``schemas`` (request and response models), ``guard`` (API key and body size),
+Modules: ``app`` (the FastAPI application's routes), ``service`` (what they
+share: start, stop, ``/info``), ``batching`` (the micro-batcher and its bounded
+queue), ``worker`` (what runs in its thread), ``counters`` (its counters and
+retry hint), ``schemas`` (request and response models), ``guard`` (API key and body size),
 ``threads`` (the thread policy), ``loading`` (what ``serve`` loads), ``runner``
 (uvicorn on a bound socket). What ``/info`` shows comes from :mod:`cherche_faiss.describe`.
 """
 
 from ..describe import describe
 from .app import create_app, require_server_extra
-from .batching import MicroBatcher, ServerClosedError
+from ..exceptions import ServerClosedError, ServerOverloadedError
+from .batching import MicroBatcher
 from .loading import load_served, saved_version
 from .runner import serve
 
@@ -25,5 +28,6 @@ __all__ = [
     "serve",
     "MicroBatcher",
     "ServerClosedError",
+    "ServerOverloadedError",
     "require_server_extra",
 ]

@@ -9,28 +9,27 @@ cherche_faiss``.
 # annotations as objects, and the request model is a local of create_app.
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import time
-from collections import Counter
 from typing import Any
 
 from .._version import __version__
 from ..compose.pipeline import needs_documents
-from ..exceptions import CherFaissError, InvalidInputError, InvalidTypeError, MissingDependencyError
-from .batching import MicroBatcher, ServerClosedError
-from ..describe import describe, versions
-from .guard import API_KEY_HEADER, OPEN_PATHS, RequestGuard, check_guard_options
+from ..exceptions import (
+    CherFaissError, InvalidInputError, InvalidTypeError, MissingDependencyError, ServerClosedError,
+    ServerOverloadedError,
+)
+from .batching import MicroBatcher
+from .guard import API_KEY_HEADER, RequestGuard, check_guard_options
 from .loading import saved_version
 from .schemas import Limits, readable_errors, response_models, search_request_model
+from .service import SearchService
 from .threads import ThreadPolicy
 
 __all__ = ["create_app", "require_server_extra"]
 
 logger = logging.getLogger("cherche_faiss.server")
-
-WARM_UP_QUERY = "warm-up"
 
 
 def require_server_extra() -> None:
@@ -48,127 +47,6 @@ def require_server_extra() -> None:
         )
 
 
-class _Server:
-    """What the application's endpoints share: the pipeline, its batcher, settings and counters.
-
-    Its counters change on the event loop only; the pipeline is only touched
-    in the batcher's worker thread.
-    """
-
-    def __init__(self, pipeline: Any, batcher: MicroBatcher, policy: ThreadPolicy, limits: Limits,
-                 warmup: bool, freeze_gc: bool, source: dict[str, Any] | None, api_key_set: bool,
-                 max_body_bytes: int) -> None:
-        self.pipeline = pipeline
-        self.freeze_gc = freeze_gc
-        self.frozen = 0  # objects this server moved to the collector's permanent generation
-        self.batcher = batcher
-        self.policy = policy
-        self.limits = limits
-        self.warmup = warmup
-        self.source = source
-        self.api_key_set = api_key_set
-        self.max_body_bytes = max_body_bytes
-        self.started_at = time.monotonic()
-        self.responses: Counter[int] = Counter()  # /search answers by status
-        self.disconnected = 0
-        # "idle" until started (by the lifespan, or by the first search when the app is mounted
-        # without one), "serving", then "stopped".
-        self.state = "idle"
-        self._starting: asyncio.Lock | None = None
-
-    def search(self, q: Any, k: int) -> Any:
-        """One pipeline call; runs in the worker thread."""
-        self.policy.apply()  # no-op once done; catches torch imported by a lazily loaded model
-        return self.pipeline(q, k=k)
-
-    async def start(self) -> None:
-        """Start the worker, apply the thread policy there, answer the warm-up query."""
-        if self._starting is None:
-            self._starting = asyncio.Lock()
-        async with self._starting:
-            if self.state == "serving":
-                return
-            try:
-                await self.batcher.start()
-                await self.batcher.call_in_worker(self.policy.apply)
-                if self.warmup:
-                    await self._warm_up()
-            except BaseException:
-                await self.batcher.close()  # no worker thread left behind by a failed start
-                raise
-            if self.freeze_gc:
-                self._freeze()
-            self.state = "serving"
-
-    def _freeze(self) -> None:
-        """Keep the loaded pipeline out of the garbage collector's full collections.
-
-        A full collection walks every tracked object: with a TF-IDF vocabulary,
-        FastAPI and torch loaded, that stalls the process for tens of
-        milliseconds, and a batch in flight with it (the p99 of a busy server).
-        What is loaded now lives as long as the server, so it is frozen once.
-        """
-        gc.collect()
-        before = gc.get_freeze_count()
-        gc.freeze()
-        self.frozen = gc.get_freeze_count() - before
-        logger.info("froze %d objects out of the garbage collector's reach", self.frozen)
-
-    async def _warm_up(self) -> None:
-        started = time.perf_counter()
-        try:
-            await self.batcher.call_in_worker(self.search, WARM_UP_QUERY, 1)
-        except CherFaissError as error:
-            raise InvalidInputError(
-                f"the pipeline cannot answer a warm-up query ({type(error).__name__}: {error}). "
-                "Fix the pipeline (e.g. add its documents) before serving it."
-            ) from error
-        logger.info("warm-up query answered in %.2f s", time.perf_counter() - started)
-
-    async def stop(self) -> None:
-        """Stop the worker (the batch running finishes; pending requests get 503) and give torch its threads back."""
-        self.state = "stopped"
-        self._starting = None  # a lock belongs to one event loop; a restart may run in another
-        if self.frozen:
-            gc.unfreeze()  # an embedded server gives the process back as it found it
-            self.frozen = 0
-        if self.batcher.running:
-            try:
-                await self.batcher.call_in_worker(self.policy.restore)
-            except Exception:
-                logger.exception("could not give torch back its thread count")
-        await self.batcher.close()
-
-    async def info(self) -> dict[str, Any]:
-        """``GET /info``. The pipeline is described in the worker thread, never mid-search."""
-        found = await self.batcher.call_in_worker(describe, self.pipeline)
-        found["versions"] = versions()
-        found["versions"]["saved"] = (self.source or {}).get("saved_version")
-        found["source"] = self.source
-        found["batching"] = {
-            "enabled": self.batcher.batching,
-            "max_batch_size": self.batcher.max_batch_size,
-            "max_wait_ms": self.batcher.max_wait_ms,
-        }
-        found["threads"] = self.policy.report()
-        found["gc"] = {"freeze": self.freeze_gc, "frozen_objects": self.frozen}
-        found["limits"] = {
-            "max_k": self.limits.max_k,
-            "default_k": self.limits.default_k,
-            "max_queries": self.limits.max_queries,
-            "max_query_length": self.limits.max_query_length,
-            "max_body_bytes": self.max_body_bytes,
-        }
-        found["auth"] = {"api_key_required": self.api_key_set, "header": API_KEY_HEADER, "open_paths": sorted(OPEN_PATHS)}
-        found["stats"] = {
-            **self.batcher.stats(),
-            "disconnected": self.disconnected,
-            "search_responses": {str(status): count for status, count in sorted(self.responses.items())},
-            "uptime_s": round(time.monotonic() - self.started_at, 3),
-        }
-        return found
-
-
 def create_app(
     pipeline: Any,
     *,
@@ -176,6 +54,7 @@ def create_app(
     max_batch_size: int = 64,
     max_wait_ms: float = 2.0,
     batching: bool = True,
+    max_pending: int | None = None,
     max_k: int = 1000,
     max_queries: int = 64,
     max_query_length: int = 2048,
@@ -193,6 +72,8 @@ def create_app(
     Requests arriving together are answered by one pipeline call (see
     :class:`~cherche_faiss.server.batching.MicroBatcher`), always in one worker
     thread: the pipeline is never called concurrently.
+    When more queries wait than ``max_pending``, ``/search`` answers 503 with
+    ``Retry-After``; ``/health`` never waits for the worker and keeps answering.
 
     Parameters
     ----------
@@ -208,6 +89,12 @@ def create_app(
         How long a request may wait for others to join its batch.
     batching
         False: each request is searched alone.
+    max_pending
+        Most queries waiting for the worker (the batch being searched aside).
+        A request that would exceed it gets a 503 at once, with a
+        ``Retry-After`` header (seconds: what is queued over the recent
+        throughput, 1 to 60), instead of joining an ever longer queue. None:
+        16 x ``max_batch_size``. See :class:`~cherche_faiss.server.batching.MicroBatcher`.
     max_k, max_queries, max_query_length
         Largest ``k``, number of queries per request, characters per query
         (422 beyond).
@@ -271,12 +158,13 @@ def create_app(
     limits = Limits(max_k=max_k, max_queries=max_queries, max_query_length=max_query_length)
     policy = ThreadPolicy(threads)
     max_body_bytes = check_guard_options(api_key, max_body_bytes)
-    server: _Server
+    server: SearchService
 
     def run(q: Any, k: int) -> Any:
         return server.search(q, k)
 
-    batcher = MicroBatcher(run, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, batching=batching)
+    batcher = MicroBatcher(run, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, batching=batching,
+                           max_pending=max_pending)
     described_source = None
     if source is not None:
         from pathlib import Path
@@ -287,8 +175,8 @@ def create_app(
             "format": "folder" if path.is_dir() else "pickle",
             "saved_version": saved_version(path),
         }
-    server = _Server(pipeline, batcher, policy, limits, warmup, freeze_gc, described_source, api_key is not None,
-                     max_body_bytes)
+    server = SearchService(pipeline, batcher, policy, limits, warmup, freeze_gc, described_source,
+                           api_key is not None, max_body_bytes)
     models = response_models()
     SearchRequest = search_request_model(limits)
 
@@ -319,12 +207,18 @@ def create_app(
         401: {"model": models["error"], "description": "Missing or wrong API key."},
         413: {"model": models["error"], "description": "The request body is too large."},
         422: {"model": models["validation_error"], "description": "The request body is not a valid search."},
-        503: {"model": models["error"], "description": "The server is shutting down."},
+        503: {
+            "model": models["error"],
+            "description": "The server is shutting down (retry on another one), or overloaded: its queue of "
+            "pending queries is full, and the `Retry-After` header says in how many seconds to retry.",
+            "headers": {"Retry-After": {"description": "Seconds to wait before retrying (overload only).",
+                                        "schema": {"type": "integer", "minimum": 1}}},
+        },
     }
 
-    def error(status: int, detail: str) -> Response:
+    def error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
         server.responses[status] += 1
-        return JSONResponse({"detail": detail}, status_code=status)
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -339,6 +233,8 @@ def create_app(
             if server.state == "idle":
                 await server.start()  # served without the lifespan (e.g. mounted in another app)
             future = server.batcher.submit(body.q, body.k)
+        except ServerOverloadedError as exc:  # refused before queueing: nothing to withdraw
+            return error(503, str(exc), {"Retry-After": str(exc.retry_after)})
         except ServerClosedError as exc:
             return error(503, str(exc))
         try:
@@ -362,7 +258,10 @@ def create_app(
         server.responses[200] += 1
         return Response(content, media_type="application/json")
 
-    @app.get("/health", response_model=models["health"], responses={503: errors[503]}, summary="Liveness")
+    # /health never goes through the batcher: it answers at once while the queue is full.
+    shutting_down = {"model": models["error"], "description": "The server is shutting down."}
+
+    @app.get("/health", response_model=models["health"], responses={503: shutting_down}, summary="Liveness")
     async def health() -> Response:
         stopped = server.state == "stopped"
         body = {"status": "shutting down" if stopped else "ok", "version": __version__,

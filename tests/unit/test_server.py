@@ -160,7 +160,7 @@ def test_info_describes_the_pipeline_indexes_devices_versions_and_settings(clien
     assert info["devices"] == ["cpu"]
     versions = info["versions"]
     assert versions["cherche_faiss"] and versions["faiss"] and versions["numpy"] and versions["python"]
-    assert info["batching"] == {"enabled": True, "max_batch_size": 64, "max_wait_ms": 2.0}
+    assert info["batching"] == {"enabled": True, "max_batch_size": 64, "max_wait_ms": 2.0, "max_pending": 1024}
     assert info["limits"]["max_k"] == 1000 and info["limits"]["max_queries"] == 64
     assert info["threads"]["faiss_omp"] == info["threads"]["threads"] >= 1
     assert info["stats"]["requests"] >= 1 and info["stats"]["pipeline_calls"] >= 1

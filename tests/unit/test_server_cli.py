@@ -95,6 +95,24 @@ def test_serve_needs_the_named_api_key_variable(pickle_path, capsys, monkeypatch
     assert "UNSET_KEY_VARIABLE: that environment variable is not set" in capsys.readouterr().err
 
 
+def test_serve_passes_max_pending_to_the_app(pickle_path, capsys, monkeypatch):
+    import cherche_faiss.server as server
+
+    apps = []
+
+    def serve(app, **options):  # stands in for uvicorn: the app is built, never started
+        apps.append(app)
+        return True
+
+    monkeypatch.setattr(server, "serve", serve)
+    path = str(pickle_path)
+    assert main(["serve", path, "--allow-pickle", "--max-pending", "7"]) == 0
+    assert main(["serve", path, "--allow-pickle", "--max-batch-size", "8"]) == 0
+    assert [app.state.server.batcher.max_pending for app in apps] == [7, 16 * 8]
+    assert main(["serve", path, "--allow-pickle", "--max-pending", "0"]) == 1
+    assert "max_pending must be a positive number of queries, got 0" in capsys.readouterr().err
+
+
 def test_load_served(pickle_path, pipeline, tmp_path):
     with pytest.raises(InvalidInputError, match="Pass --allow-pickle"):
         load_served(pickle_path)
