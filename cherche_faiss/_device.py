@@ -26,6 +26,8 @@ __all__ = [
     "faiss_load_device",
     "resolve_torch_device",
     "torch_load_device",
+    "resolve_onnx_device",
+    "onnx_load_device",
     "gpu_resources",
 ]
 
@@ -152,30 +154,69 @@ def _torch_gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def resolve_torch_device(device: str) -> str:
-    """Resolve a device asked for explicitly for a torch model."""
+def onnx_gpu_count() -> int:
+    """GPUs onnxruntime can use here: 1 when its CUDA execution provider is installed, else 0.
+
+    onnxruntime does not count devices; a missing ``cuda:N`` fails when the session starts.
+    """
+    import onnxruntime
+
+    return 1 if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else 0
+
+
+def _resolve_model_device(device: str, count: int, fix: str, counts_devices: bool = True) -> str:
+    """An explicitly requested model device, given the ``count`` GPUs its runtime sees.
+
+    ``counts_devices=False``: the runtime only says whether it can use GPUs at
+    all (``count`` 0 or 1); any ``cuda:N`` is then accepted.
+    """
     device = parse_device(device)
     if device == "cpu":
         return device
-    count = _torch_gpu_count()
     if device == "auto":
         return "cuda:0" if count > 0 else "cpu"
-    if gpu_number(device) >= count:
+    if count == 0 or (counts_devices and gpu_number(device) >= count):
         raise DeviceUnavailableError(
-            f"device {device!r} was requested for a model but torch sees {count} CUDA GPU(s). "
-            "Use device='auto' or device='cpu', or install a CUDA build of torch."
+            f"device {device!r} was requested for a model but its runtime sees {count} CUDA GPU(s). "
+            f"Use device='auto' or device='cpu', or {fix}."
         )
     return device
 
 
-def torch_load_device(saved: str) -> str:
-    """Device on which a model saved for ``saved`` is rebuilt after unpickling."""
+def resolve_torch_device(device: str) -> str:
+    """Resolve a device asked for explicitly for a torch model."""
+    if parse_device(device) == "cpu":
+        return "cpu"
+    return _resolve_model_device(device, _torch_gpu_count(), "install a CUDA build of torch")
+
+
+def resolve_onnx_device(device: str) -> str:
+    """Resolve a device asked for explicitly for an onnxruntime session."""
+    if parse_device(device) == "cpu":
+        return "cpu"
+    return _resolve_model_device(
+        device, onnx_gpu_count(), "install onnxruntime-gpu instead of onnxruntime", counts_devices=False
+    )
+
+
+def _model_load_device(saved: str, count: Any) -> str:
+    """Device on which a model saved for ``saved`` is rebuilt; ``count()`` counts the usable GPUs."""
     policy = _load_policy()
     if policy == "cpu" or (saved == "cpu" and policy == "auto"):
         return "cpu"
     if saved == "auto" and policy == "auto":
-        return resolve_torch_device("auto")
-    return _load_device(saved, _torch_gpu_count(), "a model")
+        return "cuda:0" if count() > 0 else "cpu"
+    return _load_device(saved, count(), "a model")
+
+
+def torch_load_device(saved: str) -> str:
+    """Device on which a model saved for ``saved`` is rebuilt after unpickling."""
+    return _model_load_device(saved, _torch_gpu_count)
+
+
+def onnx_load_device(saved: str) -> str:
+    """Device on which an ONNX encoder saved for ``saved`` runs after loading."""
+    return _model_load_device(saved, onnx_gpu_count)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,7 +1,9 @@
-"""Text encoders: the protocol, a hashing encoder for tests, and sentence-transformers."""
+"""Text encoders: the protocol, a hashing encoder for tests, sentence-transformers, and ONNX."""
 
 from .base import BaseEncoder, CallableEncoder, CallableScorer, Encoder, as_encoder, as_scorer
 from .hashing import HashingEncoder
+from .onnx import OnnxEncoder
+from .onnx_export import export_onnx
 from .sentence_transformers import CrossEncoderScorer, SentenceTransformerEncoder
 
 __all__ = [
@@ -10,6 +12,8 @@ __all__ = [
     "CallableEncoder",
     "HashingEncoder",
     "SentenceTransformerEncoder",
+    "OnnxEncoder",
+    "export_onnx",
     "as_encoder",
     "CallableScorer",
     "CrossEncoderScorer",
