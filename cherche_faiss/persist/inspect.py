@@ -40,6 +40,8 @@ def _node(nodes: list, number: int, seen: set[int]) -> dict[str, Any]:
     params = node.get("params", {}) if isinstance(node.get("params"), dict) else {}
     state = node.get("state", {}) if isinstance(node.get("state"), dict) else {}
     described["params"] = {name: _shown(value) for name, value in params.items() if not _is_reference(value)}
+    if isinstance(params.get("files"), dict):  # an embedded ONNX model: its file names, not their tags
+        described["params"]["files"] = f"<{len(params['files'])} embedded files>"
     for name in ("_keys", "_documents", "_texts"):
         count = _count(state.get(name))
         if count is not None:
@@ -55,6 +57,9 @@ def _node(nodes: list, number: int, seen: set[int]) -> dict[str, Any]:
                 children.append(_node(nodes, reference, seen))
     if children:
         described["children"] = children
+    copy = node.get("onnx")
+    if isinstance(copy, int) and not isinstance(copy, bool) and 0 <= copy < len(nodes):
+        described["onnx_copy"] = _node(nodes, copy, seen)  # what load(..., backend="onnx") answers with
     return described
 
 
@@ -150,6 +155,9 @@ def format_description(info: dict[str, Any]) -> str:
         lines.append(f"{'    ' * depth}- {node['class']}({params}){extra}{shared}")
         for child in node.get("children", []):
             walk(child, depth + 1)
+        if "onnx_copy" in node:
+            lines.append(f"{'    ' * (depth + 1)}ONNX copy (used by backend 'onnx', and 'auto' with onnxruntime):")
+            walk(node["onnx_copy"], depth + 1)
 
     walk(info["components"], 1)
     return "\n".join(lines)

@@ -9,13 +9,15 @@ A save is a folder::
       002-FaissIndex/_index.faiss      FAISS indexes (faiss.write_index: memory-mappable)
       002-FaissIndex/_keys.json        keys, documents (JSON, JSONL), arrays (.npy)
       003-SentenceTransformerEncoder/  a model by name or path, or its files (safetensors) when embedded
+      004-OnnxEncoder/files/model.onnx with save(..., onnx=True): the encoder exported to ONNX, which
+                                       load(..., backend="auto" | "onnx") answers queries with, without torch
 
 Loading reads ``manifest.json``, checks its own hash, the format version and
 the SHA-256 of every file before any byte reaches FAISS or NumPy, then builds
 each component from the library's allow-list of classes (:data:`ALLOWED`):
 an unknown class name is refused, and no code named by the file ever runs.
 Each component is built by its constructor from the saved parameters (which
-validates them), then given back the rest of its state.
+validates them), then given back the rest of its state (the walk is in ``_tree.py``).
 
 Saves are atomic (see ``_atomic.py``): a save that is interrupted, even by
 ``SIGKILL``, leaves the previous save in place and loadable.
@@ -25,13 +27,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib
 import json
 import os
 import platform
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +43,14 @@ from ..exceptions import (
     CorruptFileError,
     IncompatibleStateError,
     InconsistentVersionWarning,
-    InvalidInputError,
     InvalidTypeError,
     MissingFileError,
-    NotIndexedError,
-    UnknownKeyError,
 )
 from . import _atomic
 from ._digest import file_entry, verify_files
-from ._types import handler_for, handler_named
-from ._values import Reader, ValueDecoder, ValueEncoder, Writer
+from ._onnx_copies import check_backend, check_onnx_flag
+from ._tree import ALLOWED, LoadContext, Loader, Saver
+from ._values import Reader
 
 __all__ = ["save", "load", "read_manifest", "ALLOWED", "FORMAT", "FORMAT_VERSION"]
 
@@ -62,53 +60,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _MANIFEST_LIMIT = 256 << 20  # a manifest holds no bulk data: anything larger is not one
 
-#: The classes a save may hold, by public name. Loading builds only these.
-ALLOWED = (
-    "cherche_faiss.compose.Pipeline",
-    "cherche_faiss.compose.DocumentMap",
-    "cherche_faiss.compose.Union",
-    "cherche_faiss.compose.Intersection",
-    "cherche_faiss.compose.Vote",
-    "cherche_faiss.retrieve.TfIdf",
-    "cherche_faiss.retrieve.BM25",
-    "cherche_faiss.retrieve.Encoder",
-    "cherche_faiss.retrieve.DPR",
-    "cherche_faiss.retrieve.Embedding",
-    "cherche_faiss.rank.Encoder",
-    "cherche_faiss.rank.DPR",
-    "cherche_faiss.rank.Embedding",
-    "cherche_faiss.rank.CrossEncoder",
-    "cherche_faiss.index.FaissIndex",
-    "cherche_faiss.encoders.HashingEncoder",
-    "cherche_faiss.encoders.SentenceTransformerEncoder",
-    "cherche_faiss.encoders.CrossEncoderScorer",
-)
-
 # Upgrades of older format versions: {old version: function(manifest) -> manifest of the next version}.
 _UPGRADES: dict[int, Any] = {}
-
-
-@dataclass(frozen=True)
-class LoadContext:
-    """Options of a load that components read in ``_load_state``."""
-
-    device: str = "auto"
-    mmap: bool = False
-
-
-def _class_named(name: str) -> type:
-    module, _, attribute = name.rpartition(".")
-    return getattr(importlib.import_module(module), attribute)
-
-
-def _public_name(obj: Any) -> str | None:
-    """The allow-list name of ``obj``'s class (exactly that class, not a subclass), or None."""
-    kind = type(obj)
-    for name in ALLOWED:
-        module, _, attribute = name.rpartition(".")
-        if kind.__name__ == attribute and kind.__module__.startswith(module) and _class_named(name) is kind:
-            return name
-    return None
 
 
 def _canonical_hash(manifest: dict[str, Any]) -> str:
@@ -138,48 +91,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-# -- save ---------------------------------------------------------------------------------------
-class _Saver:
-    """Walks the component tree, writing files and the manifest's node table."""
-
-    def __init__(self, folder: Path) -> None:
-        self.writer = Writer(folder)
-        self.values = ValueEncoder(self.writer, self.component, handler_for)
-        self.nodes: list[dict[str, Any] | None] = []
-        self._seen: dict[int, tuple[Any, int]] = {}  # id -> (object kept alive, node index)
-
-    def component(self, obj: Any, where: str) -> int:
-        if id(obj) in self._seen:
-            return self._seen[id(obj)][1]
-        name = _public_name(obj)
-        if name is None and type(obj).__name__ in ("CallableEncoder", "CallableScorer"):
-            raise InvalidTypeError(
-                f"cannot save {where}: it wraps the Python callable {obj.function!r}, and the safe format "
-                "never stores code (loading it would have to run that code). Pass a library encoder "
-                "(SentenceTransformer(...).encode, SentenceTransformerEncoder, CrossEncoder(...).predict, "
-                "HashingEncoder), or save a trusted pickle with cherche_faiss.persist.dump_pickle instead."
-            )
-        if name is None:
-            raise InvalidTypeError(
-                f"cannot save {where}: {type(obj).__module__}.{type(obj).__qualname__} is not one of the "
-                "library's components the safe format rebuilds (its loader builds only the classes of "
-                "cherche_faiss.persist.safe.ALLOWED, never a class named by the file). Save a trusted "
-                "pickle with cherche_faiss.persist.dump_pickle instead."
-            )
-        number = len(self.nodes)
-        self._seen[id(obj)] = (obj, number)
-        self.nodes.append(None)
-        parameters = set(type(obj)._param_names())
-        stem = f"{number:03d}-{type(obj).__name__}"
-        node: dict[str, Any] = {"class": name, "state_version": type(obj)._state_version, "params": {}, "state": {}}
-        for attribute, value in obj._save_state().items():
-            section = "params" if attribute in parameters else "state"
-            node[section][attribute] = self.values.encode(value, f"{where}.{attribute}", f"{stem}/{attribute}")
-        self.nodes[number] = node
-        return number
-
-
-def save(obj: Any, path: str | os.PathLike) -> Path:
+def save(obj: Any, path: str | os.PathLike, onnx: bool = False) -> Path:
     """Save a retriever, ranker or pipeline to the folder ``path``, atomically, without pickle.
 
     Parameters
@@ -193,6 +105,12 @@ def save(obj: Any, path: str | os.PathLike) -> Path:
     path
         The folder to write. An existing save there is replaced only once the
         new one is complete; any other existing folder or file is refused.
+    onnx
+        Also export every sentence-transformers encoder of ``obj`` to ONNX
+        (needs torch, which built it) and store the export in the save, so that
+        :func:`load` answers queries with onnxruntime, without torch (see its
+        ``backend``). The document vectors are saved as computed; only queries
+        go through the copy. Cross-encoders have no ONNX copy.
 
     Returns
     -------
@@ -216,10 +134,11 @@ def save(obj: Any, path: str | os.PathLike) -> Path:
             f"cherche_faiss.save stores the library's components, got a {type(obj).__name__}. Pass a "
             "retriever, a ranker or a pipeline."
         )
+    onnx = check_onnx_flag(onnx)
     target = Path(os.path.abspath(os.fspath(path)))
 
     def fill(folder: Path) -> None:
-        saver = _Saver(folder)
+        saver = Saver(folder, onnx=onnx)
         root = saver.component(obj, type(obj).__name__)
         files = {}
         for name in saver.writer.written:
@@ -333,88 +252,9 @@ def _upgrade(manifest: dict[str, Any], where: Path) -> dict[str, Any]:
     return manifest
 
 
-class _Loader:
-    """Builds components from the manifest's node table, each once, refusing cycles."""
-
-    # Errors of the library's own validation while a component is rebuilt: the saved state is to blame.
-    _VALIDATION_ERRORS = (InvalidInputError, InvalidTypeError, UnknownKeyError, NotIndexedError)
-    # Errors Python raises when a state has the wrong shape (a list where a dict was saved ...).
-    _STATE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError, OverflowError,
-                     RecursionError)
-
-    def __init__(self, manifest: dict[str, Any], reader: Reader, context: LoadContext) -> None:
-        nodes = manifest.get("components")
-        if not isinstance(nodes, list) or not nodes:
-            raise IncompatibleStateError("the manifest's component table is missing or empty.")
-        self.nodes = nodes
-        self.context = context
-        self.values = ValueDecoder(reader, self.component, handler_named)
-        self._built: dict[int, Any] = {}
-        self._building: set[int] = set()
-
-    def component(self, number: Any, where: str) -> Any:
-        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < len(self.nodes):
-            raise IncompatibleStateError(f"{where} refers to component {number!r}, which the manifest does not hold.")
-        if number in self._built:
-            return self._built[number]
-        if number in self._building:
-            raise IncompatibleStateError(f"{where} refers to component {number}, which contains it: a cycle.")
-        self._building.add(number)
-        try:
-            self._built[number] = self._build(number, where)
-        finally:
-            self._building.discard(number)
-        return self._built[number]
-
-    def _build(self, number: int, where: str) -> Any:
-        node = self.nodes[number]
-        if not isinstance(node, dict) or not isinstance(node.get("params"), dict) or not isinstance(node.get("state"), dict):
-            raise IncompatibleStateError(f"component {number} of the manifest ({where}) is damaged.")
-        name = node.get("class")
-        if name not in ALLOWED:
-            raise IncompatibleStateError(
-                f"{where} is saved as class {name!r}, which is not in cherche_faiss's allow-list of classes "
-                f"a save may hold ({', '.join(item.rpartition('.')[2] for item in ALLOWED)}). The manifest "
-                "was edited or written by another version; it is refused."
-            )
-        cls = _class_named(name)
-        if node.get("state_version") != cls._state_version:
-            raise IncompatibleStateError(
-                f"{where}: {name} was saved with state layout {node.get('state_version')!r}, but cherche_faiss "
-                f"{__version__} reads layout {cls._state_version}. Load it with the version that wrote it."
-            )
-        unknown = sorted(set(node["params"]) - set(cls._param_names()))
-        if unknown:
-            raise IncompatibleStateError(f"{where}: {name} has no constructor parameter(s) {unknown}.")
-        params = {key: self.values.decode(value, f"{where}.{key}") for key, value in node["params"].items()}
-        state = {key: self.values.decode(value, f"{where}.{key}") for key, value in node["state"].items()}
-        try:
-            device = params.get("device")
-            if isinstance(device, str):
-                params["device"] = "cpu"  # placed by the load policy below, never by the constructor
-            obj = cls(**params)
-            if isinstance(device, str):
-                obj.device = device
-            obj._load_state(state, self.context)
-            obj._check_loaded()
-        except CherFaissError as error:
-            if not isinstance(error, self._VALIDATION_ERRORS):
-                raise  # damaged files, unusable devices, missing dependencies: said as they are
-            raise self._incompatible(where, name, error) from error
-        except self._STATE_ERRORS as error:
-            raise self._incompatible(where, name, error) from error
-        return obj
-
-    @staticmethod
-    def _incompatible(where: str, name: str, error: Exception) -> IncompatibleStateError:
-        return IncompatibleStateError(
-            f"cannot rebuild {where} ({name}) from its saved state: {type(error).__name__}: {error} The "
-            "save was edited or written by an incompatible version; save the pipeline again."
-        )
-
-
-
-def load(path: str | os.PathLike, device: str = "auto", mmap: bool = False, verify: bool = True) -> Any:
+def load(
+    path: str | os.PathLike, device: str = "auto", mmap: bool = False, verify: bool = True, backend: str = "auto"
+) -> Any:
     """Load what :func:`save` wrote at ``path``, without unpickling anything.
 
     Parameters
@@ -438,6 +278,13 @@ def load(path: str | os.PathLike, device: str = "auto", mmap: bool = False, veri
         Check the SHA-256 of every file before reading it (about 1.5 GB/s on
         two cores). ``False`` skips that, checking sizes only: for files you
         trust, when load time matters more.
+    backend
+        Which encoder answers queries where the save holds an ONNX copy of a
+        sentence-transformers encoder (``save(..., onnx=True)``): ``"auto"``
+        the copy when onnxruntime is installed, else the sentence-transformers
+        model; ``"onnx"`` always the copy (torch is never imported; an error
+        if an encoder has no copy or onnxruntime is missing); ``"torch"``
+        always sentence-transformers.
 
     Raises
     ------
@@ -450,6 +297,7 @@ def load(path: str | os.PathLike, device: str = "auto", mmap: bool = False, veri
         or a state that does not fit its class.
     """
     device = parse_device(device)
+    backend = check_backend(backend)
     if not isinstance(mmap, bool) or not isinstance(verify, bool):
         raise InvalidTypeError(f"mmap and verify must be True or False, got mmap={mmap!r}, verify={verify!r}.")
     target = Path(os.path.abspath(os.fspath(path)))
@@ -463,7 +311,7 @@ def load(path: str | os.PathLike, device: str = "auto", mmap: bool = False, veri
         verify_files(target, files)
     else:
         verify_files(target, files, contents=False)
-    loader = _Loader(manifest, Reader(target, set(files), mmap=mmap), LoadContext(device=device, mmap=mmap))
+    loader = Loader(manifest, Reader(target, set(files), mmap=mmap), LoadContext(device=device, mmap=mmap, backend=backend))
     try:
         return loader.component(manifest.get("root"), "the saved object")
     except CherFaissError:
