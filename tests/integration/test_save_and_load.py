@@ -126,7 +126,7 @@ def test_demo_command_runs_the_main_job():
     import io
 
     from cherche_faiss.cli import main
-    from cherche_faiss.demo import run_demo
+    from cherche_faiss.cli.demo import run_demo
 
     out = io.StringIO()
     assert run_demo(queries=["bordeaux", "metro"], out=out) == 0

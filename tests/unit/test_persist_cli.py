@@ -10,7 +10,7 @@ import pytest
 
 import cherche_faiss
 from cherche_faiss import data
-from cherche_faiss.build import build_pipeline, read_jsonl
+from cherche_faiss.cli.build import build_pipeline, read_jsonl
 from cherche_faiss.cli import main
 from cherche_faiss.exceptions import CorruptFileError, InvalidInputError
 

