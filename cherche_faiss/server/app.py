@@ -156,7 +156,7 @@ def create_app(
         if not isinstance(value, bool):
             raise InvalidTypeError(f"{name} must be True or False, got {value!r}.")
     limits = Limits(max_k=max_k, max_queries=max_queries, max_query_length=max_query_length)
-    policy = ThreadPolicy(threads)
+    policy = ThreadPolicy(threads, pipeline)
     max_body_bytes = check_guard_options(api_key, max_body_bytes)
     server: SearchService
 

@@ -19,7 +19,8 @@ _MAX_OPCODES = 10_000
 
 
 def load_served(
-    path: str | os.PathLike, allow_pickle: bool = False, mmap: bool = False, device: str = "auto"
+    path: str | os.PathLike, allow_pickle: bool = False, mmap: bool = False, device: str = "auto",
+    backend: str = "auto",
 ) -> Any:
     """Load a saved pipeline to serve it.
 
@@ -38,6 +39,10 @@ def load_served(
     device
         Where the folder's indexes go: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         A pickle follows its own load policy (``CHERCHE_FAISS_DEVICE``).
+    backend
+        Which encoder answers queries where a folder holds ONNX copies
+        (``"auto"``, ``"onnx"``, ``"torch"``; see :func:`cherche_faiss.persist.load`).
+        A pickle holds its encoders as they were.
 
     Returns
     -------
@@ -83,7 +88,7 @@ def load_served(
     if path.is_dir():
         from ..persist import load
 
-        return load(path, device=device, mmap=mmap, verify=True)
+        return load(path, device=device, mmap=mmap, verify=True, backend=backend)
     if not allow_pickle:
         raise InvalidInputError(
             f"{path} is a pickle file, and unpickling runs whatever code its author put in it. "
@@ -94,6 +99,12 @@ def load_served(
         raise InvalidInputError(
             f"mmap applies to the saved folder format; {path} is a pickle, which is read whole. "
             "Drop --mmap, or save the pipeline with cherche_faiss.save(pipeline, folder)."
+        )
+    if backend != "auto":
+        raise InvalidInputError(
+            f"backend={backend!r} applies to the saved folder format; {path} is a pickle, whose encoders are "
+            "those it was pickled with. Save the pipeline with cherche_faiss.save(pipeline, folder, onnx=True) "
+            "and serve the folder."
         )
     if device != "auto":
         raise InvalidInputError(

@@ -10,7 +10,9 @@ OpenMP thread counts are per calling thread, so the settings are applied *in*
 the worker thread (``faiss.omp_set_num_threads`` called from the event loop
 would not reach it). torch is set only once it is imported (a pipeline of
 sentence-transformers models imports it on its first query), never imported
-for that purpose. numpy's BLAS keeps its own setting (``OPENBLAS_NUM_THREADS``):
+for that purpose. ONNX encoders of the pipeline (onnxruntime sessions, whose
+thread pools are fixed when a session starts) get the same count before the
+first search. numpy's BLAS keeps its own setting (``OPENBLAS_NUM_THREADS``):
 the products a ranker makes are small enough that BLAS runs them on one
 thread anyway.
 """
@@ -40,7 +42,9 @@ class ThreadPolicy:
     Parameters
     ----------
     threads
-        Threads for FAISS and torch; None: ``max(1, available_cores() - 1)``.
+        Threads for FAISS, torch and onnxruntime; None: ``max(1, available_cores() - 1)``.
+    pipeline
+        The served pipeline, whose ONNX encoders are given ``threads`` too.
 
     Examples
     --------
@@ -51,11 +55,13 @@ class ThreadPolicy:
     True
     """
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, pipeline: Any = None) -> None:
         self.requested = check_positive_int(threads, "threads")
         self.threads = self.requested or max(1, available_cores() - 1)
         self._applied: dict[str, Any] = {}
         self._previous_torch: int | None = None
+        self._onnx = list(_onnx_encoders(pipeline))
+        self._previous_onnx: list[int | None] = []
 
     def apply(self) -> dict[str, Any]:
         """Set FAISS' OpenMP threads, and torch's when torch is imported; call it in the worker thread.
@@ -73,6 +79,11 @@ class ThreadPolicy:
             self._previous_torch = int(torch.get_num_threads())
             torch.set_num_threads(self.threads)
             self._applied["torch"] = int(torch.get_num_threads())
+        if self._onnx and "onnx" not in self._applied:
+            self._previous_onnx = [encoder.threads for encoder in self._onnx]
+            for encoder in self._onnx:
+                encoder.set_threads(self.threads)
+            self._applied["onnx"] = self.threads
         return self.report()
 
     def restore(self) -> None:
@@ -81,6 +92,9 @@ class ThreadPolicy:
         if torch is not None and self._previous_torch is not None:
             torch.set_num_threads(self._previous_torch)
         self._previous_torch = None
+        for encoder, threads in zip(self._onnx, self._previous_onnx):
+            encoder.set_threads(threads)
+        self._previous_onnx = []
         self._applied = {}
 
     def report(self) -> dict[str, Any]:
@@ -91,8 +105,24 @@ class ThreadPolicy:
             "available_cores": available_cores(),
             "faiss_omp": self._applied.get("faiss"),
             "torch": self._applied.get("torch"),
+            "onnx": self._applied.get("onnx"),
             "blas": "unchanged (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS)",
         }
 
     def __repr__(self) -> str:
         return f"ThreadPolicy(threads={self.threads})"
+
+
+def _onnx_encoders(model: Any, seen: set[int] | None = None) -> Any:
+    """Every ONNX encoder in ``model`` (its stages, encoders, query encoders), each once."""
+    seen = set() if seen is None else seen
+    if model is None or id(model) in seen:
+        return
+    seen.add(id(model))
+    if type(model).__name__ == "OnnxEncoder" and hasattr(model, "set_threads"):
+        yield model
+        return
+    for name in ("encoder", "query_encoder"):
+        yield from _onnx_encoders(getattr(model, name, None), seen)
+    for child in getattr(model, "models", None) or []:
+        yield from _onnx_encoders(child, seen)
