@@ -24,10 +24,11 @@ __all__ = ["SentenceTransformerEncoder", "CrossEncoderScorer"]
 def _import_sentence_transformers() -> Any:
     try:
         import sentence_transformers
-    except ImportError as error:  # pragma: no cover - a dependency of the package
+    except ImportError as error:
         raise MissingDependencyError(
-            f"SentenceTransformerEncoder needs sentence-transformers ({error}). Install it with "
-            "`pip install cherche-faiss` (it is a core dependency) or `pip install sentence-transformers`."
+            f"SentenceTransformerEncoder needs sentence-transformers and torch ({error}). Install them with "
+            '`pip install "cherche-faiss[sentence-transformers]"`; to answer queries without torch, save the '
+            "pipeline with cherche_faiss.save(pipeline, path, onnx=True) and load it where onnxruntime is installed."
         ) from None
     return sentence_transformers
 
