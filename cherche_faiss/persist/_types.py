@@ -64,15 +64,40 @@ class FaissIndexFile:
 
 
 class TfidfVectorizerState:
-    """A scikit-learn ``TfidfVectorizer``: its parameters (JSON), vocabulary (terms by column) and idf."""
+    """A scikit-learn ``TfidfVectorizer``: its parameters (JSON), vocabulary (terms by column) and idf.
+
+    Loading gives back a :class:`~cherche_faiss.retrieve._deferred_vectorizer.DeferredTfidfVectorizer`
+    when the saved parameters are plain values checked completely without scikit-learn (its import
+    costs about a second in a fresh interpreter; ``TfIdf`` builds the real vectorizer when it needs
+    one), else a ``TfidfVectorizer`` built and checked by scikit-learn. Both save the same files.
+    """
 
     name = "sklearn.TfidfVectorizer"
 
     @staticmethod
     def matches(value: Any) -> bool:
+        deferred = sys.modules.get("cherche_faiss.retrieve._deferred_vectorizer")
+        if deferred is not None and isinstance(value, deferred.DeferredTfidfVectorizer):
+            return True
         return type(value).__name__ == "TfidfVectorizer" and type(value).__module__.startswith("sklearn.")
 
     def save(self, vectorizer: Any, encoder: Any, where: str, stem: str) -> Any:
+        params, terms, idf, fixed_vocabulary = self._fitted_state(vectorizer, where)
+        state: dict[str, Any] = {"params": encoder.encode(params, f"{where}.params", f"{stem}.params")}
+        if terms is not None:
+            state["terms"] = encoder.encode(terms, f"{where}.vocabulary_", f"{stem}.terms")
+            if idf is not None:
+                state["idf"] = encoder.encode(np.asarray(idf), f"{where}.idf_", f"{stem}.idf")
+            state["fixed_vocabulary"] = bool(fixed_vocabulary)
+        return state
+
+    @staticmethod
+    def _fitted_state(vectorizer: Any, where: str) -> tuple[dict[str, Any], list | None, Any, bool]:
+        """``(params, terms by column or None, idf or None, fixed_vocabulary)`` of either kind of vectorizer."""
+        from ..retrieve._deferred_vectorizer import DeferredTfidfVectorizer
+
+        if isinstance(vectorizer, DeferredTfidfVectorizer):  # holds no callable: from_params admits none
+            return vectorizer.params, vectorizer.terms, vectorizer.idf, vectorizer.fixed_vocabulary
         params = vectorizer.get_params()
         for name in ("analyzer", "tokenizer", "preprocessor"):
             if callable(params.get(name)):
@@ -81,23 +106,57 @@ class TfidfVectorizerState:
                     "rebuild without running code. Use the built-in analyzers ('word', 'char', 'char_wb'), "
                     "or save a trusted pickle with cherche_faiss.persist.dump_pickle instead."
                 )
-        state: dict[str, Any] = {"params": encoder.encode(params, f"{where}.params", f"{stem}.params")}
-        if hasattr(vectorizer, "vocabulary_"):
-            terms = [None] * len(vectorizer.vocabulary_)
-            for term, column in vectorizer.vocabulary_.items():
-                terms[column] = term
-            state["terms"] = encoder.encode(terms, f"{where}.vocabulary_", f"{stem}.terms")
-            if vectorizer.use_idf:
-                state["idf"] = encoder.encode(np.asarray(vectorizer.idf_), f"{where}.idf_", f"{stem}.idf")
-            state["fixed_vocabulary"] = bool(vectorizer.fixed_vocabulary_)
-        return state
+        if not hasattr(vectorizer, "vocabulary_"):
+            return params, None, None, False
+        terms = [None] * len(vectorizer.vocabulary_)
+        for term, column in vectorizer.vocabulary_.items():
+            terms[column] = term
+        idf = vectorizer.idf_ if vectorizer.use_idf else None
+        return params, terms, idf, bool(vectorizer.fixed_vocabulary_)
 
     def load(self, value: Any, decoder: Any, where: str) -> Any:
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        from ..retrieve._deferred_vectorizer import DeferredTfidfVectorizer
 
         if not isinstance(value, dict) or not isinstance(value.get("params"), dict):
             raise IncompatibleStateError(f"{where}: the saved TF-IDF vectorizer is damaged ({value!r:.200}).")
         params = decoder.decode(value["params"], f"{where}.params")
+        # Plain parameters are checked here as scikit-learn would; anything else goes to scikit-learn.
+        deferred = DeferredTfidfVectorizer.from_params(params)
+        vectorizer = deferred if deferred is not None else self._sklearn_vectorizer(params, where)
+        if "terms" not in value:
+            return vectorizer
+        terms = decoder.decode(value["terms"], f"{where}.vocabulary_")
+        idf = decoder.decode(value["idf"], f"{where}.idf_") if "idf" in value else None
+        if not isinstance(terms, list) or not all(isinstance(term, str) for term in terms):
+            raise IncompatibleStateError(f"{where}: the saved vocabulary of the TF-IDF vectorizer is damaged.")
+        use_idf = deferred.params["use_idf"] if deferred is not None else vectorizer.use_idf
+        if use_idf != (idf is not None) or (
+            idf is not None and (not isinstance(idf, np.ndarray) or idf.shape != (len(terms),) or idf.dtype.kind != "f")
+        ):
+            raise IncompatibleStateError(f"{where}: the saved vocabulary and idf of the TF-IDF vectorizer disagree.")
+        vocabulary = {term: column for column, term in enumerate(terms)}
+        if len(vocabulary) != len(terms):
+            raise IncompatibleStateError(f"{where}: the saved vocabulary repeats a term.")
+        fixed_vocabulary = bool(value.get("fixed_vocabulary", False))
+        if deferred is not None:
+            # What scikit-learn's setters below would store (they accept these values: no fixed
+            # vocabulary parameter, idf of the vocabulary's length); an array of our own, never a map.
+            deferred.set_fitted(terms, vocabulary, None if idf is None else np.array(idf), fixed_vocabulary)
+            return deferred
+        try:
+            vectorizer.vocabulary_ = vocabulary
+            if idf is not None:
+                vectorizer.idf_ = np.array(idf)
+        except (ValueError, TypeError) as error:
+            raise IncompatibleStateError(f"{where}: the saved TF-IDF state does not fit its parameters ({error}).") from None
+        vectorizer.fixed_vocabulary_ = fixed_vocabulary
+        return vectorizer
+
+    @staticmethod
+    def _sklearn_vectorizer(params: Any, where: str) -> Any:
+        """A ``TfidfVectorizer`` built from ``params`` and checked by scikit-learn itself."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         try:
             vectorizer = TfidfVectorizer(**params)
             vectorizer._validate_params()  # scikit-learn's own checks of every parameter ...
@@ -105,26 +164,6 @@ class TfidfVectorizerState:
             vectorizer.build_analyzer()("probe")  # compiles the token pattern, runs the analyzer once
         except (TypeError, ValueError, AttributeError, re.error) as error:
             raise IncompatibleStateError(f"{where}: the saved TF-IDF parameters are not valid ({error}).") from None
-        if "terms" not in value:
-            return vectorizer
-        terms = decoder.decode(value["terms"], f"{where}.vocabulary_")
-        idf = decoder.decode(value["idf"], f"{where}.idf_") if "idf" in value else None
-        if not isinstance(terms, list) or not all(isinstance(term, str) for term in terms):
-            raise IncompatibleStateError(f"{where}: the saved vocabulary of the TF-IDF vectorizer is damaged.")
-        if vectorizer.use_idf != (idf is not None) or (
-            idf is not None and (not isinstance(idf, np.ndarray) or idf.shape != (len(terms),) or idf.dtype.kind != "f")
-        ):
-            raise IncompatibleStateError(f"{where}: the saved vocabulary and idf of the TF-IDF vectorizer disagree.")
-        vocabulary = {term: column for column, term in enumerate(terms)}
-        if len(vocabulary) != len(terms):
-            raise IncompatibleStateError(f"{where}: the saved vocabulary repeats a term.")
-        try:
-            vectorizer.vocabulary_ = vocabulary
-            if idf is not None:
-                vectorizer.idf_ = np.array(idf)
-        except (ValueError, TypeError) as error:
-            raise IncompatibleStateError(f"{where}: the saved TF-IDF state does not fit its parameters ({error}).") from None
-        vectorizer.fixed_vocabulary_ = bool(value.get("fixed_vocabulary", False))
         return vectorizer
 
 

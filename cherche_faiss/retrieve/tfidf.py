@@ -10,6 +10,7 @@ import numpy as np
 from .._hits import make_hits
 from .._validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, NotIndexedError
+from ._deferred_vectorizer import DeferredTfidfVectorizer, direct_query_plan, is_fitted, vocabulary_of
 from .base import Retriever
 
 __all__ = ["TfIdf"]
@@ -86,6 +87,14 @@ class TfIdf(Retriever):
         Fit the vectorizer on the first documents; set to False when passing a
         vectorizer that is already fitted.
 
+    Notes
+    -----
+    A retriever loaded by :func:`cherche_faiss.load` answers queries without
+    importing scikit-learn (for the standard settings: built-in analyzers
+    without stop words, L2-normalised counts times idf); the scikit-learn
+    vectorizer is rebuilt from the save when first needed (:attr:`tfidf`,
+    ``repr``, pickling, :meth:`add`).
+
     Examples
     --------
     >>> from cherche_faiss import retrieve
@@ -111,7 +120,8 @@ class TfIdf(Retriever):
         fit: bool = True,
     ) -> None:
         super().__init__(key=key, on=on, k=k, batch_size=batch_size)
-        self.tfidf = tfidf if tfidf is not None else default_vectorizer()
+        # Set directly (not through the property) to keep the attributes in their saved order.
+        self._tfidf = tfidf if tfidf is not None else default_vectorizer()
         self.fit = bool(fit)
         self._keys: list[Hashable] = []
         self._rows: dict[Hashable, int] = {}
@@ -124,8 +134,21 @@ class TfIdf(Retriever):
     def __len__(self) -> int:
         return len(self._keys)
 
+    @property
+    def tfidf(self) -> Any:
+        """The scikit-learn ``TfidfVectorizer`` (rebuilt from a save on first access)."""
+        if isinstance(self._tfidf, DeferredTfidfVectorizer):
+            # The same vocabulary and idf: the direct query path cached in _fast stays valid.
+            self._tfidf = self._tfidf.build()
+        return self._tfidf
+
+    @tfidf.setter
+    def tfidf(self, vectorizer: Any) -> None:
+        self._tfidf = vectorizer
+        self._fast = None
+
     def _is_fitted(self) -> bool:
-        return hasattr(self.tfidf, "vocabulary_")
+        return is_fitted(self._tfidf)
 
     def add(self, documents: list[Mapping], batch_size: int | None = None, **kwargs: Any) -> "TfIdf":
         """Index ``documents`` (replacing those whose key is already indexed).
@@ -216,24 +239,11 @@ class TfIdf(Retriever):
         contributions = matrix_t.data[positions] * np.repeat(weights, ends - starts)
         out[:] = np.bincount(matrix_t.indices[positions], weights=contributions, minlength=len(self._keys))
 
-    def _fast_transform(self) -> tuple[Any, dict, np.ndarray] | None:
-        """``(analyzer, vocabulary, idf)`` when the direct path matches the vectorizer's settings."""
-        if self._fast is not None:
-            return self._fast or None
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        vectorizer = self.tfidf
-        standard = (
-            type(vectorizer) is TfidfVectorizer
-            and vectorizer.norm == "l2"
-            and vectorizer.use_idf
-            and not vectorizer.sublinear_tf
-            and not vectorizer.binary
-        )
-        if standard:
-            self._fast = (vectorizer.build_analyzer(), vectorizer.vocabulary_, np.asarray(vectorizer.idf_, dtype=np.float64))
-        else:
-            self._fast = ()
+    def _fast_transform(self) -> tuple[Any, Mapping, np.ndarray] | None:
+        """``(analyzer, vocabulary, idf)`` when the direct path matches the vectorizer's settings
+        (without scikit-learn for a vectorizer loaded from a save), else None."""
+        if self._fast is None:
+            self._fast = direct_query_plan(self._tfidf) or ()
         return self._fast or None
 
     def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
@@ -254,15 +264,25 @@ class TfIdf(Retriever):
             )
         return hits
 
-    def _get_state(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_matrix_t"] = None  # derived; rebuilt on the first search
-        state["_rows"] = None
-        state["_fast"] = None
+    def _state(self, vectorizer: Any) -> dict[str, Any]:
+        # The vectorizer is stored as "tfidf", the layout of the pickles and saves written before it
+        # became a property; the derived attributes are rebuilt on load and on the first search.
+        state = {"tfidf" if name == "_tfidf" else name: value for name, value in self.__dict__.items()}
+        state.update(tfidf=vectorizer, _matrix_t=None, _rows=None, _fast=None)
         return state
 
+    def _get_state(self) -> dict[str, Any]:
+        return self._state(self.tfidf)  # a pickle holds scikit-learn's vectorizer, as before
+
+    def _save_state(self) -> dict[str, Any]:
+        # The safe format writes a deferred vectorizer as the files scikit-learn's gives: no need to build it.
+        return self._state(self._tfidf)
+
     def _set_state(self, state: dict[str, Any]) -> None:
-        super()._set_state(state)
+        renamed = {"_tfidf" if name == "tfidf" else name: value for name, value in state.items()}
+        # Derived: never taken from a state, which a damaged file could have set to anything.
+        renamed.update(_matrix_t=None, _fast=None)
+        super()._set_state(renamed)
         self._rows = {key: row for row, key in enumerate(self._keys)}
 
     def _check_loaded(self) -> None:
@@ -275,7 +295,7 @@ class TfIdf(Retriever):
             if keys:
                 raise IncompatibleStateError(f"this TfIdf has {len(keys)} saved keys but no document matrix.")
             return
-        vocabulary = getattr(self.tfidf, "vocabulary_", None)
+        vocabulary = vocabulary_of(self._tfidf)
         if (
             not sp.isspmatrix_csr(matrix) or matrix.dtype != np.float32 or matrix.shape[0] != len(keys)
             or vocabulary is None or matrix.shape[1] != len(vocabulary)
