@@ -290,7 +290,7 @@ class OnnxEncoder(BaseEncoder):
             self.device, self._loaded_from_state = device, False
 
     def __repr__(self) -> str:
-        where = self.path if self.files is None else f"{len(self.files)} embedded files"
+        where = self.path if self.path is not None else f"{len(self.files or ())} embedded files"
         return (
             f"OnnxEncoder({where!r}, device={self.device!r}, threads={self.threads}, batch_size={self.batch_size}, "
             f"pooling={self.settings.pooling}, normalize={self.settings.normalize or self.normalize_embeddings}, "

@@ -4,8 +4,11 @@ and two pickle round trips give identical results."""
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,6 +86,28 @@ def make_pipeline():
     return make_tfidf() + make_rank_encoder()
 
 
+@functools.lru_cache(maxsize=None)
+def _tiny_onnx_export():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from ..onnx_models import make_tiny_export
+
+    return make_tiny_export(Path(tempfile.mkdtemp(prefix="contract_onnx_")) / "export")
+
+
+def make_onnx_encoder():
+    from cherche_faiss.encoders import OnnxEncoder
+
+    return retrieve.Encoder(key="id", on=["title", "article"], encoder=OnnxEncoder(_tiny_onnx_export()), k=3)
+
+
+def make_rank_onnx_encoder():
+    from cherche_faiss.encoders import OnnxEncoder
+
+    encoder = OnnxEncoder(_tiny_onnx_export(), embed_weights=True)
+    return rank.Encoder(key="id", on=["title", "article"], encoder=encoder, k=3)
+
+
 COMPONENTS = {
     "retrieve.TfIdf": make_tfidf,
     "retrieve.BM25": make_bm25,
@@ -95,6 +120,8 @@ COMPONENTS = {
     "rank.Embedding": make_rank_embedding,
     "rank.CrossEncoder": make_cross_encoder,
     "pipeline": make_pipeline,
+    "retrieve.Encoder[onnx]": make_onnx_encoder,
+    "rank.Encoder[onnx, embedded]": make_rank_onnx_encoder,
 }
 
 
