@@ -82,3 +82,12 @@ def minilm():
     from cherche_faiss.data import minilm_path
 
     return SentenceTransformer(minilm_path(), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx(minilm, tmp_path_factory):
+    """The offline MiniLM exported to ONNX (float32), once per session."""
+    pytest.importorskip("onnxruntime", reason="pip install cherche-faiss[onnx] for the ONNX tests")
+    from cherche_faiss.encoders import export_onnx
+
+    return export_onnx(minilm, tmp_path_factory.mktemp("onnx") / "minilm")
