@@ -61,12 +61,18 @@ def served(app, timeout: float = STARTUP_TIMEOUT_S) -> Iterator[str]:
 class ServeProcess:
     """``cherche-faiss serve ARGS`` in a subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        command = [sys.executable, "-m", "cherche_faiss.cli", "serve", *args, "--port", "0", "--no-access-log"]
+    def __init__(self, *args: str, env: dict[str, str] | None = None, python: str | None = None) -> None:
+        """``python``: another interpreter (a virtual environment's), which then runs the cherche_faiss
+        installed there instead of this checkout's."""
+        command = [python or sys.executable, "-m", "cherche_faiss.cli", "serve", *args, "--port", "0", "--no-access-log"]
         environment = {**os.environ, **(env or {})}
-        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
+        if python is None:
+            environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
+        else:
+            environment.pop("PYTHONPATH", None)
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=REPO,
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+            cwd=REPO if python is None else Path(python).parent,  # python -m puts the cwd first on sys.path
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

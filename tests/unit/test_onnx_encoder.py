@@ -240,3 +240,25 @@ def test_missing_onnxruntime_names_the_extra(export, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", refuse)
     with pytest.raises(MissingDependencyError, match=r"cherche-faiss\[onnx\]"):
         OnnxEncoder(export).encode(["paris"])
+
+
+def test_export_arguments_are_checked_before_any_work(tmp_path, monkeypatch):
+    from cherche_faiss.encoders import export_onnx
+
+    with pytest.raises(InvalidInputError, match="quantize must be None or 'int8'"):
+        export_onnx("any-model", tmp_path / "out", quantize="int4")
+    with pytest.raises(InvalidInputError, match="opset"):
+        export_onnx("any-model", tmp_path / "out", opset=7)
+    import builtins
+
+    real_import = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name.startswith("onnxruntime.quantization"):
+            raise ImportError("No module named 'onnx'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
+    with pytest.raises(MissingDependencyError, match=r"int8.*cherche-faiss\[export\]"):
+        export_onnx("any-model", tmp_path / "out", quantize="int8")
+    assert not (tmp_path / "out").exists()
