@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._saved_file import SavedFile, as_bytes
 from ..exceptions import CorruptFileError, IncompatibleStateError, MissingFileError
 from ._pooling import read_pooling
 
@@ -117,7 +118,7 @@ class ModelFiles:
         The same files held in memory.
     """
 
-    def __init__(self, folder: str | os.PathLike | None = None, files: Mapping[str, bytes] | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike | None = None, files: Mapping[str, Any] | None = None) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.files = dict(files) if files is not None else None
         self.model_name = MODEL
@@ -148,12 +149,15 @@ class ModelFiles:
 
     def read(self, name: str) -> bytes:
         if self.files is not None:
-            return self.files[name]
+            return as_bytes(self.files[name])
         return (self.folder / name).read_bytes()
 
     def path(self, name: str) -> Path | None:
-        """The file on disk (None for files in memory)."""
-        return self.folder / name if self.folder is not None else None
+        """The file on disk (None for files in memory), for libraries that read files themselves."""
+        if self.files is not None:
+            value = self.files[name]
+            return value.path if isinstance(value, SavedFile) else None
+        return self.folder / name
 
     def json(self, name: str) -> Any:
         try:
@@ -182,7 +186,7 @@ class ModelFiles:
         for name, entry in self.manifest["files"].items():
             if not self.exists(name):
                 raise CorruptFileError(f"{name} is missing from {self.where}; export the model again.")
-            source = self.read(name) if self.files is not None else self.path(name)
+            source = self.path(name) or self.read(name)
             if sha256_of(source) != entry.get("sha256"):
                 raise CorruptFileError(
                     f"{name} of {self.where} does not match its SHA-256 in {MANIFEST}: the file was altered or "

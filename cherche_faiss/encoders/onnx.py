@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._device import onnx_load_device, parse_device, resolve_onnx_device
+from .._saved_file import is_file_bytes
 from .._validation import check_positive_int
 from ..exceptions import CorruptFileError, IncompatibleStateError, InvalidInputError, InvalidTypeError, MissingDependencyError
 from ._onnx_files import ModelFiles
@@ -114,7 +115,7 @@ class OnnxEncoder(BaseEncoder):
         if path is not None and (not isinstance(path, (str, os.PathLike)) or not str(path)):
             raise InvalidTypeError(f"path must be the folder of an exported ONNX model, got {path!r}.")
         if files is not None and not (
-            isinstance(files, Mapping) and all(isinstance(k, str) and isinstance(v, bytes) for k, v in files.items())
+            isinstance(files, Mapping) and all(isinstance(k, str) and is_file_bytes(v) for k, v in files.items())
         ):
             raise InvalidTypeError("files must map file names to bytes (what an embedded ONNX encoder holds).")
         if path is None and files is None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._device import parse_device, resolve_torch_device, torch_load_device
+from .._saved_file import SavedFile, is_file_bytes
 from .._validation import check_positive_int
 from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
 from .base import BaseEncoder, check_encoded, check_scores
@@ -162,7 +163,10 @@ class SentenceTransformerEncoder(BaseEncoder):
             for name, data in self._weights.items():
                 path = Path(folder, name)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
+                if isinstance(data, SavedFile):
+                    shutil.copyfile(data.path, path)
+                else:
+                    path.write_bytes(data)
             return model_class(folder, **options)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -237,7 +241,7 @@ class SentenceTransformerEncoder(BaseEncoder):
     def _check_loaded(self) -> None:
         weights = self._weights
         if weights is not None and not (
-            isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, bytes) for k, v in weights.items())
+            isinstance(weights, dict) and all(isinstance(k, str) and is_file_bytes(v) for k, v in weights.items())
         ):
             raise IncompatibleStateError("the saved model files of this encoder are not a dict of file names to bytes.")
         if weights is not None and any(Path(name).is_absolute() or ".." in Path(name).parts for name in weights):

@@ -12,7 +12,8 @@ object whose key starts with ``$``:
 ``$array``         a NumPy array in a ``.npy`` file (never an object array)
 ``$ragged``        a list of 1-D arrays: their concatenation and the offsets, two ``.npy`` files
 ``$sparse``        a SciPy sparse matrix in a ``.npz`` file
-``$bytes``         raw bytes in a file (model files embedded by an encoder keep their names)
+``$bytes``         raw bytes in a file (model files embedded by an encoder keep their names); a
+                   mapped load gives a :class:`~cherche_faiss._saved_file.SavedFile` instead
 ``$ints``          a long list of ints (``None`` allowed) as an int64 ``.npy`` file
 ``$json``          a long list of plain JSON values in a ``.json`` file
 ``$jsonl``         a long list of other values (documents ...) in a ``.jsonl`` file, one per line
@@ -31,12 +32,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._saved_file import SavedFile
 from ..exceptions import CorruptFileError, IncompatibleStateError, InvalidTypeError
 
 __all__ = ["Writer", "Reader", "ValueEncoder", "ValueDecoder", "SPILL"]
@@ -173,6 +176,11 @@ class ValueEncoder:
         if isinstance(value, (bytes, bytearray, memoryview)):
             name, path = self.writer.reserve(stem)
             path.write_bytes(bytes(value))
+            self.writer.wrote(name)
+            return {"$bytes": name}
+        if isinstance(value, SavedFile):  # from a mapped load: copied file to file, never read whole
+            name, path = self.writer.reserve(stem)
+            shutil.copyfile(value.path, path)
             self.writer.wrote(name)
             return {"$bytes": name}
         if _is_sparse(value):
@@ -345,7 +353,10 @@ class ValueDecoder:
             except (ValueError, OSError, KeyError, TypeError) as error:
                 raise CorruptFileError(f"{where}: cannot read the sparse matrix {body!r} ({error}).") from None
         if tag == "$bytes":
-            return self.reader.path(body, where).read_bytes()
+            path = self.reader.path(body, where)
+            if self.reader.mmap:  # the files stay in place: consumers read them when they need them
+                return SavedFile(path, path.stat().st_size)
+            return path.read_bytes()
         if tag == "$json":
             items = _read_json(self.reader.path(body, where), where)
             if not isinstance(items, (list, dict)) or (isinstance(items, dict) and any(key.startswith("$") for key in items)):

@@ -26,6 +26,7 @@ from cherche_faiss.exceptions import (  # noqa: E402
     MissingFileError,
 )
 
+from ..conftest import assert_same_hits  # noqa: E402
 from ..onnx_models import make_tiny_export, reference_vectors  # noqa: E402
 
 TEXTS = ["Paris", "Montreal is the largest city of Quebec, in Canada.", "bordeaux red wine", "unknown words here",
@@ -262,3 +263,26 @@ def test_export_arguments_are_checked_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"int8.*cherche-faiss\[export\]"):
         export_onnx("any-model", tmp_path / "out", quantize="int8")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_mapped_load_leaves_embedded_files_in_the_save(export, tmp_path, documents):
+    from cherche_faiss._saved_file import SavedFile
+
+    retriever = retrieve.Encoder(key="id", on=["title", "article"], k=3,
+                                 encoder=OnnxEncoder(export, embed_weights=True)).add(documents, show_progress=False)
+    expected = retriever(["paris", "wine of bordeaux"])
+    path = cherche_faiss.save(retriever, tmp_path / "save")
+    mapped = cherche_faiss.load(path, mmap=True)
+    model = mapped.encoder.files["model.onnx"]
+    assert isinstance(model, SavedFile) and model.path.is_relative_to(path)  # not read into memory
+    assert_same_hits(mapped(["paris", "wine of bordeaux"]), expected)  # a mapped index searches through FAISS
+    # Saved again (file copied) and pickled (bytes), it no longer depends on the first save.
+    again = cherche_faiss.save(mapped, tmp_path / "again")
+    pickled = pickle.dumps(mapped)
+    import shutil
+
+    shutil.rmtree(path)
+    assert_same_hits(cherche_faiss.load(again)(["paris", "wine of bordeaux"]), expected)
+    restored = pickle.loads(pickled)
+    assert isinstance(restored.encoder.files["model.onnx"], bytes)
+    assert_same_hits(restored(["paris", "wine of bordeaux"]), expected)
