@@ -34,6 +34,9 @@ def add_file_parsers(commands: argparse._SubParsersAction) -> None:
                        help="answer queries with ONNX Runtime, without torch: with --model an ONNX export folder "
                        "(cherche-faiss export-onnx), documents are encoded with it too; with a sentence-transformers "
                        "model, they are encoded with torch and the save also holds the model exported to ONNX")
+    build.add_argument("--int8", action="store_true",
+                       help="with --onnx and a sentence-transformers model: the save's ONNX copy has int8 weights "
+                       "(faster on CPUs with int8 instructions, cosine about 0.99 to the model's)")
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     search = commands.add_parser("search", help="load a saved pipeline and print the hits of queries as JSON")
@@ -78,7 +81,11 @@ def _build(args: argparse.Namespace) -> int:
         embed_weights=args.embed_weights, show_progress=not args.no_progress,
     )
     # A sentence-transformers encoder gets its ONNX copy in the save (an ONNX model needs none).
-    path = persist.save(pipeline, args.out, onnx=args.onnx)
+    if args.int8 and not args.onnx:
+        from ..exceptions import InvalidInputError
+
+        raise InvalidInputError("--int8 sets the precision of the ONNX copy: pass it with --onnx.")
+    path = persist.save(pipeline, args.out, onnx=("int8" if args.int8 else True) if args.onnx else False)
     print(json.dumps({"saved": str(path), "documents": len(documents), "pipeline": repr(pipeline)}, indent=1))
     return 0
 

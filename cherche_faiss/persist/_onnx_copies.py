@@ -61,7 +61,8 @@ class OnnxCopies:
     each exported model once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, quantize: str | None = None) -> None:
+        self.quantize = quantize
         self._copies: dict[tuple, Any] = {}
 
     def copy_of(self, encoder: Any) -> Any:
@@ -77,14 +78,13 @@ class OnnxCopies:
             self._copies[key] = self._export(model, encoder)
         return self._copies[key]
 
-    @staticmethod
-    def _export(model: Any, encoder: Any) -> Any:
+    def _export(self, model: Any, encoder: Any) -> Any:
         from ..encoders import OnnxEncoder, export_onnx
         from ..encoders._onnx_files import ModelFiles
 
         folder = tempfile.mkdtemp(prefix="cherche_faiss_onnx_")
         try:
-            exported = export_onnx(model, f"{folder}/model")
+            exported = export_onnx(model, f"{folder}/model", quantize=self.quantize)
             files = ModelFiles(exported)
             contents = {name: files.read(name) for name in files.names()}
         finally:
@@ -132,7 +132,15 @@ def chosen_node(nodes: list[Any], number: int, backend: str, where: str) -> int:
     return copy
 
 
-def check_onnx_flag(onnx: Any) -> bool:
-    if not isinstance(onnx, bool):
-        raise InvalidTypeError(f"onnx must be True or False, got {onnx!r}.")
-    return onnx
+def onnx_copies_for(onnx: Any) -> OnnxCopies | None:
+    """What ``save(..., onnx=...)`` exports: nothing (False), float32 copies (True) or int8 ones ("int8")."""
+    if onnx is False:
+        return None
+    if onnx is True:
+        return OnnxCopies()
+    if onnx == "int8":
+        return OnnxCopies(quantize="int8")
+    raise InvalidTypeError(
+        f"onnx must be False, True (float32 copies: the model's vectors to rounding) or 'int8' (smaller and "
+        f"faster, cosine about 0.99 to the model's), got {onnx!r}."
+    )

@@ -80,12 +80,12 @@ def _public_name(obj: Any) -> str | None:
 class Saver:
     """Walks the component tree, writing files and the manifest's node table."""
 
-    def __init__(self, folder: Path, onnx: bool = False) -> None:
+    def __init__(self, folder: Path, onnx: OnnxCopies | None = None) -> None:
         self.writer = Writer(folder)
         self.values = ValueEncoder(self.writer, self.component, handler_for)
         self.nodes: list[dict[str, Any] | None] = []
         self._seen: dict[int, tuple[Any, int]] = {}  # id -> (object kept alive, node index)
-        self._onnx = OnnxCopies() if onnx else None
+        self._onnx = onnx
 
     def component(self, obj: Any, where: str) -> int:
         if id(obj) in self._seen:

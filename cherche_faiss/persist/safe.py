@@ -48,7 +48,7 @@ from ..exceptions import (
 )
 from . import _atomic
 from ._digest import file_entry, verify_files
-from ._onnx_copies import check_backend, check_onnx_flag
+from ._onnx_copies import check_backend, onnx_copies_for
 from ._tree import ALLOWED, LoadContext, Loader, Saver
 from ._values import Reader
 
@@ -91,7 +91,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def save(obj: Any, path: str | os.PathLike, onnx: bool = False) -> Path:
+def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
     """Save a retriever, ranker or pipeline to the folder ``path``, atomically, without pickle.
 
     Parameters
@@ -106,11 +106,13 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool = False) -> Path:
         The folder to write. An existing save there is replaced only once the
         new one is complete; any other existing folder or file is refused.
     onnx
-        Also export every sentence-transformers encoder of ``obj`` to ONNX
-        (needs torch, which built it) and store the export in the save, so that
-        :func:`load` answers queries with onnxruntime, without torch (see its
-        ``backend``). The document vectors are saved as computed; only queries
-        go through the copy. Cross-encoders have no ONNX copy.
+        ``True``: also export every sentence-transformers encoder of ``obj``
+        to ONNX (needs torch, which built it) and store the export in the save,
+        so that :func:`load` answers queries with onnxruntime, without torch
+        (see its ``backend``); ``"int8"``: the same with int8 weights (opt-in:
+        faster on CPUs with int8 instructions, cosine about 0.99 to the
+        model's). The document vectors are saved as computed; only queries go
+        through the copy. Cross-encoders have no ONNX copy.
 
     Returns
     -------
@@ -134,11 +136,11 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool = False) -> Path:
             f"cherche_faiss.save stores the library's components, got a {type(obj).__name__}. Pass a "
             "retriever, a ranker or a pipeline."
         )
-    onnx = check_onnx_flag(onnx)
+    copies = onnx_copies_for(onnx)
     target = Path(os.path.abspath(os.fspath(path)))
 
     def fill(folder: Path) -> None:
-        saver = Saver(folder, onnx=onnx)
+        saver = Saver(folder, onnx=copies)
         root = saver.component(obj, type(obj).__name__)
         files = {}
         for name in saver.writer.written:
