@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-unit test-gpu bench bench-full bench-smoke bench-quality clean
+.PHONY: install demo test test-unit test-gpu bench bench-full bench-smoke bench-quality bench-torch-free clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ bench-full: $(BENCH_STAMP)
 # Retrieval quality on SciFact (../shared): the README's quality table, about 4 minutes.
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/quality.py
+
+# Torch-free serving against torch and Cherche 2.2.1 (about 10 minutes the first time: SciFact's
+# abstracts are encoded once for its nDCG@10, then cached).
+bench-torch-free: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py --size quick --only torch_free --results-dir benchmarks/results/torch_free
 
 bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/run.py --size smoke --results-dir benchmarks/results/smoke

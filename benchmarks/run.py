@@ -31,6 +31,7 @@ WORKLOADS = {
     "large_corpus": "Large corpus: approximate indexes vs exact search, cherche_faiss vs raw FAISS",
     "server": "HTTP server: micro-batching on and off (towns, MiniLM)",
     "storage": "Save and load: the safe folder format against pickle",
+    "torch_free": "Torch-free serving: the ONNX query encoder vs torch vs Cherche",
 }
 # Workloads too long for the quick suite: they run at smoke size (CI) and full size
 # (``make bench-full``), or when named with --only.

@@ -80,14 +80,20 @@ REQUESTS = {"smoke": (8, 2), "quick": (200, 12), "full": (1_000, 40)}
 
 # -- the servers ---------------------------------------------------------------------------------
 class Server:
-    """``cherche-faiss serve PATH --allow-pickle`` in a subprocess on a free 127.0.0.1 port."""
+    """``cherche-faiss serve PATH`` in a subprocess on a free 127.0.0.1 port (a pickle: ``--allow-pickle``).
 
-    def __init__(self, path: Path, mode: str) -> None:
+    ``options``: the command's options; by default those of ``mode`` in :data:`MODE_OPTIONS`.
+    """
+
+    def __init__(self, path: Path, mode: str, options: Sequence[str] | None = None) -> None:
         self.mode = mode
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        options = list(MODE_OPTIONS[mode] if options is None else options)
+        if Path(path).is_file():
+            options.append("--allow-pickle")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cherche_faiss.cli", "serve", str(path), "--allow-pickle", "--port", "0",
-             "--no-access-log", *MODE_OPTIONS[mode]],
+            [sys.executable, "-m", "cherche_faiss.cli", "serve", str(path), "--port", "0", "--no-access-log",
+             *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
         )
         self.log: list[str] = []
