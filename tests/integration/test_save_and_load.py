@@ -133,7 +133,9 @@ def test_demo_command_runs_the_main_job():
     text = out.getvalue()
     assert "answers identical to the original pipeline: True" in text
     assert "pickle size" in text and "load in fresh process" in text
-    assert "safe format (cherche_faiss.save, no pickle)" in text and text.rstrip().endswith("answers identical: True")
+    safe_line = next(line for line in text.splitlines() if line.startswith("safe format (cherche_faiss.save, no pickle)"))
+    assert safe_line.endswith("answers identical: True")
+    assert text.rstrip().endswith("torch imported: False; same hits (similarities within 1e-5): True")
     with pytest.raises(SystemExit):
         main(["--version"])
 
