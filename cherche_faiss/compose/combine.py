@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._state import Component
-from .._validation import check_k, check_positive_int
+from .._core.component import Component
+from .._core.tags import RANKER, RETRIEVER, Tags
+from .._core.validation import check_k, check_positive_int
 from ..exceptions import InvalidInputError
 from .fusion import FUSIONS, reciprocal_rank_fusion, vote_fusion, weighted_score_fusion
-from .pipeline import ComposeMixin, add_once, needs_documents
+from .operators import ComposeMixin, add_once, needs_documents, register
 
 __all__ = ["Union", "Intersection", "Vote"]
 
@@ -79,12 +80,10 @@ class _Fusion(ComposeMixin, Component):
     def key(self) -> str:
         return self.models[0].key
 
-    @property
-    def _role(self) -> str:  # type: ignore[override]
-        return "ranker" if self._needs_documents() else "retriever"
-
-    def _needs_documents(self) -> bool:
-        return any(needs_documents(model) for model in self.models)
+    def __cherche_tags__(self) -> Tags:
+        # A fusion of retrievers finds candidates like a retriever; with one ranker in it, it needs them.
+        ranks = any(needs_documents(model) for model in self.models)
+        return Tags(role=RANKER if ranks else RETRIEVER, needs_candidates=ranks)
 
     def _default(self) -> bool:
         return self.fusion == "rrf" and self.weights is None and self.k is None and self.c == 60.0
@@ -156,3 +155,8 @@ class Vote(_Fusion):
 
     def _fuse(self, rankings: list[list[Mapping]]) -> list[dict]:
         return vote_fusion(self.key, rankings, self.c, self.weights)
+
+
+register("|", Union._join)
+register("&", Intersection._join)
+register("*", Vote._join)

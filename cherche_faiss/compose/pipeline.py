@@ -3,75 +3,16 @@ optionally ending with a mapping of keys back to whole documents."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
-from .._state import Component
-from .._validation import as_documents, check_k
+from .._core.component import Component
+from .._core.tags import DOCUMENTS, PIPELINE, RETRIEVER, Tags, tags
+from .._core.validation import as_documents, check_k
 from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, UnknownKeyError
+from .operators import ComposeMixin, add_once, needs_documents, register
 
-__all__ = ["Pipeline", "DocumentMap", "ComposeMixin", "needs_documents", "add_once"]
-
-
-def add_once(models: list[Any], documents: Iterable[Mapping], **kwargs: Any) -> None:
-    """Call ``add`` on every model that has one, once per model even if it appears twice.
-
-    Every model reads the documents, so a one-shot iterator (a generator) is
-    read into a list first when more than one model needs it.
-    """
-    unique: dict[int, Any] = {}
-    for model in models:
-        if callable(getattr(model, "add", None)):
-            unique.setdefault(id(model), model)
-    if len(unique) > 1 and not isinstance(documents, Sequence) and isinstance(documents, Iterable) \
-            and not isinstance(documents, Mapping):
-        documents = list(documents)
-    for model in unique.values():
-        model.add(documents=documents, **kwargs)
-
-
-def needs_documents(model: Any) -> bool:
-    """Whether ``model`` ranks candidates given to it (a ranker) rather than finding its own."""
-    probe = getattr(model, "_needs_documents", None)
-    return bool(probe()) if callable(probe) else getattr(model, "_role", "") == "ranker"
-
-
-class ComposeMixin:
-    """The ``+`` operator shared by retrievers, rankers and pipelines.
-
-    ``a + b`` runs ``a`` then ``b``, left to right; ``a + documents`` (a list
-    of dicts) maps the keys of ``a``'s hits back to those documents.
-    """
-
-    _role: str = ""
-
-    def _stages(self) -> list[Any]:
-        return [self]
-
-    def _needs_documents(self) -> bool:
-        return self._role == "ranker"
-
-    def __or__(self, other: Any) -> Any:
-        from .combine import Union
-
-        return Union._join(self, other)
-
-    def __and__(self, other: Any) -> Any:
-        from .combine import Intersection
-
-        return Intersection._join(self, other)
-
-    def __mul__(self, other: Any) -> Any:
-        from .combine import Vote
-
-        return Vote._join(self, other)
-
-    def __add__(self, other: Any) -> "Pipeline":
-        if isinstance(other, list):
-            return Pipeline([*self._stages(), DocumentMap(key=_pipeline_key(self._stages()), documents=other)])
-        if isinstance(other, ComposeMixin):
-            return Pipeline([*self._stages(), *other._stages()])
-        return NotImplemented
+__all__ = ["Pipeline", "DocumentMap"]
 
 
 def _pipeline_key(stages: list[Any]) -> str:
@@ -96,7 +37,8 @@ class DocumentMap(Component):
     ``Pipeline.add``) keeps it in step with the indexed documents.
     """
 
-    _role = "documents"
+    def __cherche_tags__(self) -> Tags:
+        return Tags(role=DOCUMENTS)
 
     def __init__(self, key: str, documents: list[Mapping] | None = None) -> None:
         self.key = key
@@ -171,7 +113,6 @@ class Pipeline(ComposeMixin, Component):
     ['Bordeaux', 'Paris']
     """
 
-    _role = "pipeline"
 
     def __init__(self, models: list[Any]) -> None:
         if not isinstance(models, (list, tuple)) or not models:
@@ -193,13 +134,13 @@ class Pipeline(ComposeMixin, Component):
                     f"pipeline stage {model!r} ({type(model).__name__}) is not a retriever, a "
                     "ranker or a list of documents."
                 )
-        if getattr(stages[0], "_role", "") == "documents":
+        if tags(stages[0]).role == DOCUMENTS:
             raise InvalidInputError(
                 "a pipeline cannot start with a document mapping: it maps the hits of the stage before "
                 "it. Build it as retriever + documents (or ranker + documents)."
             )
         for position, stage in enumerate(stages):
-            if getattr(stage, "_role", "") == "retriever" and position != 0:
+            if tags(stage).role == RETRIEVER and position != 0:
                 raise InvalidInputError(
                     f"{type(stage).__name__} retriever at position {position}: a retriever can only "
                     "start a pipeline (it ignores its input). Combine retrievers with | or &, or "
@@ -210,8 +151,8 @@ class Pipeline(ComposeMixin, Component):
     def _stages(self) -> list[Any]:
         return list(self.models)
 
-    def _needs_documents(self) -> bool:
-        return needs_documents(self.models[0])
+    def __cherche_tags__(self) -> Tags:
+        return Tags(role=PIPELINE, needs_candidates=needs_documents(self.models[0]))
 
     @property
     def key(self) -> str:
@@ -247,8 +188,7 @@ class Pipeline(ComposeMixin, Component):
         k = check_k(k)
         results = documents
         for stage in self.models:
-            role = getattr(stage, "_role", "")
-            if role == "documents":
+            if tags(stage).role == DOCUMENTS:
                 results = stage(results)
             elif not needs_documents(stage):
                 results = stage(q, batch_size=batch_size, **kwargs)
@@ -268,3 +208,13 @@ class Pipeline(ComposeMixin, Component):
 
     def __repr__(self) -> str:
         return "Pipeline(\n" + "".join(f"  {stage!r},\n" for stage in self.models) + ")"
+
+
+def _join(left: Any, right: Any) -> Pipeline:
+    """``left + right``: the stages of both, or ``left``'s stages and a mapping to the documents ``right``."""
+    if isinstance(right, list):
+        return Pipeline([*left._stages(), DocumentMap(key=_pipeline_key(left._stages()), documents=right)])
+    return Pipeline([*left._stages(), *right._stages()])
+
+
+register("+", _join)

@@ -1,6 +1,7 @@
 """Text encoders: the protocol, a hashing encoder for tests, sentence-transformers, and ONNX."""
 
-from .base import BaseEncoder, CallableEncoder, CallableScorer, Encoder, as_encoder, as_scorer
+from .base import BaseEncoder, CallableEncoder, CallableScorer, Encoder
+from .factories import as_encoder, as_scorer
 from .hashing import HashingEncoder
 from .onnx import OnnxEncoder
 from .onnx_export import export_onnx

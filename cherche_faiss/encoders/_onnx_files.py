@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._saved_file import SavedFile, as_bytes
+from .._core.saved_file import SavedFile, as_bytes
 from ..exceptions import CorruptFileError, IncompatibleStateError, MissingFileError
 from ._pooling import read_pooling
 

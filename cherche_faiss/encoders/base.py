@@ -1,9 +1,8 @@
-"""The encoder protocol and the wrapping of whatever a user passes as ``encoder``.
+"""The encoder protocol, the library's encoder base and the wrappers of plain callables.
 
 An encoder turns texts into a float32 matrix: ``encode(texts, batch_size) ->
-(n, d)``. Users may pass, as in Cherche, any callable ``texts -> array`` (a
-``SentenceTransformer(...).encode`` bound method included); :func:`as_encoder`
-recognises each kind and returns an object with that one method.
+(n, d)``; a scorer turns (query, document) pairs into scores. What users pass
+is recognised by :mod:`.factories`.
 """
 
 from __future__ import annotations
@@ -13,11 +12,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .._state import Component
-from .._validation import as_matrix
+from .._core.component import Component
+from .._core.validation import as_matrix
 from ..exceptions import InvalidInputError, InvalidTypeError
 
-__all__ = ["Encoder", "BaseEncoder", "CallableEncoder", "CallableScorer", "as_encoder", "as_scorer"]
+__all__ = ["Encoder", "BaseEncoder", "CallableEncoder", "CallableScorer", "check_encoded", "check_scores"]
 
 
 @runtime_checkable
@@ -88,42 +87,6 @@ class CallableScorer(BaseEncoder):
         return check_scores(self.function(pairs), len(pairs), f"scorer {self.function!r}")
 
 
-def _is_model_class(obj: Any, name: str) -> bool:
-    """Whether ``obj`` is a sentence-transformers ``name`` (``SentenceTransformer``, ``CrossEncoder``).
-
-    Checked by name so that sentence-transformers is never imported just to ask.
-    """
-    return any(cls.__name__ == name and cls.__module__.startswith("sentence_transformers") for cls in type(obj).__mro__)
-
-
-def _is_sentence_transformer(obj: Any) -> bool:
-    return _is_model_class(obj, "SentenceTransformer")
-
-
-def _is_cross_encoder(obj: Any) -> bool:
-    return _is_model_class(obj, "CrossEncoder")
-
-
-def as_scorer(scorer: Any, name: str = "encoder") -> Any:
-    """Return an object with ``score(pairs, batch_size)`` for what a user passed:
-    a sentence-transformers ``CrossEncoder`` or its bound ``predict`` (pickled by
-    reference), a library scorer, or any callable ``pairs -> scores``."""
-    if hasattr(scorer, "score") and isinstance(scorer, BaseEncoder):
-        return scorer
-    owner = getattr(scorer, "__self__", None)
-    model = owner if owner is not None and _is_cross_encoder(owner) else scorer if _is_cross_encoder(scorer) else None
-    if model is not None:
-        from .sentence_transformers import CrossEncoderScorer
-
-        return CrossEncoderScorer.from_model(model)
-    if callable(scorer):
-        return CallableScorer(scorer)
-    raise InvalidTypeError(
-        f"{name} must be a cross-encoder or a callable [(query, document), ...] -> scores, got "
-        f"{type(scorer).__name__}. Pass e.g. CrossEncoder(path).predict."
-    )
-
-
 class CallableEncoder(BaseEncoder):
     """Wrap a plain callable ``texts -> array`` (what Cherche calls an encoder).
 
@@ -151,34 +114,3 @@ class CallableEncoder(BaseEncoder):
         if not texts:
             raise InvalidInputError("encode got no texts; pass at least one text.")
         return check_encoded(self.function(texts), texts, f"encoder {self.function!r}")
-
-
-def as_encoder(encoder: Any, name: str = "encoder") -> Any:
-    """Return an object with ``encode(texts, batch_size)`` for what a user passed.
-
-    * the library's encoders, and objects following :class:`Encoder`, as they are;
-    * a ``SentenceTransformer`` model or its bound ``encode`` method: a
-      :class:`~cherche_faiss.encoders.SentenceTransformerEncoder` that pickles
-      the model by reference, never as CUDA tensors;
-    * any other callable: a :class:`CallableEncoder`.
-    """
-    if isinstance(encoder, BaseEncoder):
-        return encoder
-    owner = getattr(encoder, "__self__", None)
-    if owner is not None and getattr(encoder, "__name__", "") == "encode" and _is_sentence_transformer(owner):
-        from .sentence_transformers import SentenceTransformerEncoder
-
-        return SentenceTransformerEncoder.from_model(owner)
-    if _is_sentence_transformer(encoder):
-        from .sentence_transformers import SentenceTransformerEncoder
-
-        return SentenceTransformerEncoder.from_model(encoder)
-    if callable(encoder):
-        return CallableEncoder(encoder)
-    if isinstance(encoder, Encoder):
-        return encoder
-    raise InvalidTypeError(
-        f"{name} must be callable (texts -> array) or have an encode(texts, batch_size) method, "
-        f"got {type(encoder).__name__}. Pass e.g. SentenceTransformer(path).encode or "
-        "cherche_faiss.encoders.HashingEncoder()."
-    )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._validation import check_positive_int
+from .._core.validation import check_positive_int
 from ..exceptions import InvalidInputError, InvalidTypeError
 from .base import BaseEncoder
 

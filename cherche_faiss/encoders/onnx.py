@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .._device import onnx_load_device, parse_device, resolve_onnx_device
-from .._saved_file import is_file_bytes
-from .._validation import check_positive_int
+from .._core.device import onnx_load_device, parse_device, resolve_onnx_device
+from .._core.saved_file import is_file_bytes
+from .._core.validation import check_positive_int
 from ..exceptions import CorruptFileError, IncompatibleStateError, InvalidInputError, InvalidTypeError, MissingDependencyError
 from ._onnx_files import ModelFiles
 from ._pooling import normalize_rows, pool

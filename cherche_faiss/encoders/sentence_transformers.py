@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .._device import parse_device, resolve_torch_device, torch_load_device
-from .._saved_file import SavedFile, is_file_bytes
-from .._validation import check_positive_int
+from .._core.device import parse_device, resolve_torch_device, torch_load_device
+from .._core.saved_file import SavedFile, is_file_bytes
+from .._core.validation import check_positive_int
 from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
 from .base import BaseEncoder, check_encoded, check_scores
 

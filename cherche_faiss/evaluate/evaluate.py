@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from .._batching import batches, progress
-from .._validation import check_positive_int
+from .._core.progress import batches, progress
+from .._core.validation import check_positive_int
 from ..exceptions import InvalidInputError
 from .metrics import hit_rate_at_k, mrr_at_k, ndcg_at_k, precision_at_k, r_precision, recall_at_k
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 
-from .._validation import check_positive_int
+from .._core.validation import check_positive_int
 
 __all__ = ["precision_at_k", "recall_at_k", "mrr_at_k", "ndcg_at_k", "hit_rate_at_k", "r_precision"]
 

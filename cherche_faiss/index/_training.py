@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._batching import progress
+from .._core.progress import progress
 from ._search_params import ivf_lists
 from .auto import MIN_POINTS_PER_CENTROID
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from .._batching import progress
-from .._checksum import ALGORITHM as CHECKSUM
-from .._checksum import block_crc32
-from .._device import faiss_load_device, gpu_number, gpu_resources, resolve_faiss_device
-from .._state import Component
-from .._validation import as_matrix, check_positive_int
+from .._core.progress import progress
+from .._core.checksum import ALGORITHM as CHECKSUM
+from .._core.checksum import block_crc32
+from .._core.device import faiss_load_device, gpu_number, gpu_resources, resolve_faiss_device
+from .._core.component import Component
+from .._core.validation import as_matrix, check_positive_int
 from ..exceptions import (
     CorruptFileError,
     DimensionMismatchError,

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._batching import progress
-from .._validation import check_positive_int
+from .._core.progress import progress
+from .._core.validation import check_positive_int
 from ..exceptions import InvalidInputError, RecallNotReachedWarning
 from ._search_params import index_kind, ivf_lists
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .._saved_file import SavedFile
+from .._core.saved_file import SavedFile
 from ..exceptions import CorruptFileError, IncompatibleStateError, InvalidTypeError
 
 __all__ = ["Writer", "Reader", "ValueEncoder", "ValueDecoder", "SPILL"]
@@ -147,7 +147,7 @@ class ValueEncoder:
 
         ``inline``: inside a list written to a file, where only JSON-like values may appear.
         """
-        from .._state import Component
+        from .._core.component import Component
 
         if _plain_json(value):
             return value

@@ -22,8 +22,8 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from .._checksum import BLOCK, block_crc32
-from .._state import Component
+from .._core.checksum import BLOCK, block_crc32
+from .._core.component import Component
 from ..exceptions import CherFaissError, CorruptFileError, IncompatibleStateError
 
 __all__ = ["dump_pickle", "load_pickle"]

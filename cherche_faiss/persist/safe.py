@@ -35,8 +35,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .._device import parse_device
-from .._state import Component
+from .._core.device import parse_device
+from .._core.component import Component
 from .._version import __version__
 from ..exceptions import (
     CherFaissError,

@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from .._state import Component
-from .._validation import as_queries, check_k, check_key, check_loaded_vectors, check_on, check_positive_int
-from ..compose.pipeline import ComposeMixin
+from .._core.component import Component
+from .._core.tags import RANKER, Tags
+from .._core.validation import as_queries, check_k, check_key, check_on, check_positive_int
+from ..index.dense import check_loaded_vectors
+from ..compose.operators import ComposeMixin
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
 from ..index.faiss import FaissIndex
 
@@ -57,7 +59,8 @@ class Ranker(ComposeMixin, Component):
     never encoded twice.
     """
 
-    _role = "ranker"
+    def __cherche_tags__(self) -> Tags:
+        return Tags(role=RANKER, needs_candidates=True)
 
     def __init__(self, key: str, on: Any, normalize: bool, k: int | None, batch_size: int, device: str = "cpu") -> None:
         self.key = check_key(key)

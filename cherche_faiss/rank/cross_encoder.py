@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from .._state import Component
-from .._validation import as_documents, as_queries, check_k, check_on, check_positive_int, document_texts
-from ..compose.pipeline import ComposeMixin
-from ..encoders.base import as_scorer
+from .._core.component import Component
+from .._core.tags import RANKER, Tags
+from .._core.validation import as_documents, as_queries, check_k, check_on, check_positive_int, document_texts
+from ..compose.operators import ComposeMixin
+from ..encoders.factories import as_scorer
 from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, UnknownKeyError
 
 __all__ = ["CrossEncoder"]
@@ -49,7 +50,8 @@ class CrossEncoder(ComposeMixin, Component):
     [{'id': 1, 'title': 'Bordeaux wine', 'similarity': 2.0}]
     """
 
-    _role = "ranker"
+    def __cherche_tags__(self) -> Tags:
+        return Tags(role=RANKER, needs_candidates=True)
 
     def __init__(self, on: Any, encoder: Any, k: int | None = None, batch_size: int = 64, key: str | None = None) -> None:
         self.on = check_on(on)

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .._streaming import encoded_batches, length_of
-from ..encoders.base import as_encoder
+from .._core.documents import encoded_batches, length_of
+from ..encoders.factories import as_encoder
 from ..exceptions import UnknownKeyError
 from .base import Ranker
 

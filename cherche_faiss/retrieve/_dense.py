@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .._hits import make_hits
-from .._streaming import encoded_batches, length_of
-from .._validation import check_loaded_vectors
+from ._hits import make_hits
+from .._core.documents import encoded_batches, length_of
+from ..index.dense import check_loaded_vectors
 from ..index._search_params import SEARCH_PARAMETERS, check_search_params
 from ..index.faiss import FaissIndex
 from .base import Retriever

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._batching import batches
-from .._state import Component
-from .._validation import as_queries, check_k, check_key, check_on, check_positive_int
-from ..compose.pipeline import ComposeMixin
+from .._core.progress import batches
+from .._core.component import Component
+from .._core.tags import RETRIEVER, Tags
+from .._core.validation import as_queries, check_k, check_key, check_on, check_positive_int
+from ..compose.operators import ComposeMixin
 from ..exceptions import NotIndexedError
 
 __all__ = ["Retriever"]
@@ -23,7 +24,8 @@ class Retriever(ComposeMixin, Component):
     ``None`` for both means every matching document.
     """
 
-    _role = "retriever"
+    def __cherche_tags__(self) -> Tags:
+        return Tags(role=RETRIEVER)
 
     def __init__(self, key: str, on: Any, k: int | None, batch_size: int) -> None:
         self.key = check_key(key)

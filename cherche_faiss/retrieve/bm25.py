@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .._hits import make_hits
-from .._validation import as_documents, document_texts
+from ._hits import make_hits
+from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
 from .base import Retriever
 

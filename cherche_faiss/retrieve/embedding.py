@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._validation import check_k, check_positive_int, documents_with_vectors
+from .._core.validation import check_k, check_positive_int, documents_with_vectors
 from ._dense import DenseRetriever
 
 __all__ = ["Embedding"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..encoders.base import as_encoder
+from ..encoders.factories import as_encoder
 from ._dense import DenseRetriever
 
 __all__ = ["Encoder", "DPR"]

@@ -13,7 +13,7 @@ retry hint), ``schemas`` (request and response models), ``guard`` (API key and b
 (uvicorn on a bound socket). What ``/info`` shows comes from :mod:`cherche_faiss.describe`.
 """
 
-from ..describe import describe
+from .describe import describe
 from .app import create_app, require_server_extra
 from ..exceptions import ServerClosedError, ServerOverloadedError
 from .batching import MicroBatcher

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .._version import __version__
-from ..compose.pipeline import needs_documents
+from ..compose.operators import needs_documents
 from ..exceptions import (
     CherFaissError, InvalidInputError, InvalidTypeError, MissingDependencyError, ServerClosedError,
     ServerOverloadedError,

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._validation import check_positive_int
+from .._core.validation import check_positive_int
 from ..exceptions import InvalidInputError, InvalidTypeError, ServerClosedError, ServerOverloadedError
 from .counters import BatchCounters, retry_after_seconds
 from .worker import SearchFunction, run_batch

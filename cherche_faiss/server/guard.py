@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
-from .._validation import check_positive_int
+from .._core.validation import check_positive_int
 from ..exceptions import InvalidInputError, InvalidTypeError
 
 __all__ = ["RequestGuard", "check_guard_options", "API_KEY_HEADER", "OPEN_PATHS"]

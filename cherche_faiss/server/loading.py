@@ -8,7 +8,7 @@ import pickletools
 from pathlib import Path
 from typing import Any
 
-from .._device import parse_device
+from .._core.device import parse_device
 from ..exceptions import InvalidInputError, InvalidTypeError, MissingFileError
 
 __all__ = ["load_served", "saved_version"]

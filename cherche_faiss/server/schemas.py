@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from .._validation import check_positive_int
+from .._core.validation import check_positive_int
 
 __all__ = ["Limits", "search_request_model", "response_models", "readable_errors"]
 

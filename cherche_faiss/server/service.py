@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from ..describe import describe, versions
+from .describe import describe, versions
 from ..exceptions import CherFaissError, InvalidInputError
 from .batching import MicroBatcher
 from .guard import API_KEY_HEADER, OPEN_PATHS

@@ -23,7 +23,7 @@ import os
 import sys
 from typing import Any
 
-from .._validation import check_positive_int
+from .._core.validation import check_positive_int
 
 __all__ = ["available_cores", "ThreadPolicy"]
 

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from cherche_faiss._device import faiss_gpu_count
+from cherche_faiss._core.device import faiss_gpu_count
 from cherche_faiss.index import FaissIndex
 
 pytestmark = [

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cherche_faiss import rank, retrieve
+from cherche_faiss._core.tags import tags
 from cherche_faiss.encoders import HashingEncoder
 from cherche_faiss.exceptions import NotIndexedError, UnknownKeyError
 
@@ -135,7 +136,7 @@ def query(component, documents):
     """Answer the three queries as a batch and one by one."""
     embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
     q = _query_vectors() if embedding else QUERIES
-    if getattr(component, "_role", "") == "ranker":
+    if tags(component).role == "ranker":
         batch = component(q, documents=[documents] * len(QUERIES))
         single = [component(q[i], documents=documents) for i in range(len(QUERIES))]
     else:
@@ -156,7 +157,7 @@ def test_add_returns_self(make, documents):
 
 def test_call_before_add_fails_clearly(make, documents):
     component = make()
-    if getattr(component, "_role", "") == "ranker":
+    if tags(component).role == "ranker":
         # Rankers have nothing to rank against: candidates must be known or encodable.
         if isinstance(component, rank.Embedding):
             with pytest.raises(UnknownKeyError, match="embeddings first"):
@@ -180,7 +181,7 @@ def test_repr(make, documents):
 def test_results_shape_and_json(make, documents):
     component = add(make(), documents)
     batch, single = query(component, documents)
-    if getattr(component, "_role", "") == "retriever" and not isinstance(component, (retrieve.TfIdf, retrieve.BM25)):
+    if tags(component).role == "retriever" and not isinstance(component, (retrieve.TfIdf, retrieve.BM25)):
         assert_same_hits(single, batch)  # BLAS: matrix-vector vs matrix-matrix products
     else:
         assert batch == single  # rankers and TF-IDF score a query identically alone or in a batch
@@ -208,7 +209,7 @@ def test_call_time_k_overrides_constructor_k(make, documents):
     component = add(make(), documents)
     embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
     q = _query_vectors()[2] if embedding else "capital of Paris, Lyon and Bordeaux"
-    kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
+    kwargs = {"documents": documents} if tags(component).role == "ranker" else {}
     assert len(component(q, k=1, **kwargs)) == 1
     assert len(component(q, **kwargs)) == 3
 
@@ -216,11 +217,11 @@ def test_call_time_k_overrides_constructor_k(make, documents):
 def test_adding_again_does_not_duplicate(make, documents):
     component = add(make(), documents)
     add(component, documents[:2])
-    if getattr(component, "_role", "") != "pipeline":
+    if tags(component).role != "pipeline":
         assert len(component) == len(documents)
     embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
     q = _query_vectors()[0] if embedding else "paris tower"
-    kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
+    kwargs = {"documents": documents} if tags(component).role == "ranker" else {}
     keys = [hit["id"] for hit in component(q, k=10, **kwargs)]
     assert len(keys) == len(set(keys))
 
@@ -229,7 +230,7 @@ def test_hits_are_fresh_dicts(make, documents):
     component = add(make(), documents)
     embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
     q = _query_vectors()[0] if embedding else "paris tower"
-    kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
+    kwargs = {"documents": documents} if tags(component).role == "ranker" else {}
     first = component(q, **kwargs)
     first[0]["similarity"] = -1.0
     assert component(q, **kwargs)[0]["similarity"] != -1.0
@@ -242,7 +243,7 @@ def test_k_must_be_positive(make, documents):
     component = add(make(), documents)
     embedding = isinstance(component, (retrieve.Embedding, rank.Embedding))
     q = _query_vectors()[0] if embedding else "paris"
-    kwargs = {"documents": documents} if getattr(component, "_role", "") == "ranker" else {}
+    kwargs = {"documents": documents} if tags(component).role == "ranker" else {}
     with pytest.raises(InvalidInputError, match="k must be a positive integer"):
         component(q, k=0, **kwargs)
 

@@ -14,9 +14,9 @@ import faiss
 import numpy as np
 import pytest
 
-import cherche_faiss._device as device_module
+import cherche_faiss._core.device as device_module
 import cherche_faiss.index.faiss as index_module
-from cherche_faiss._device import parse_device
+from cherche_faiss._core.device import parse_device
 from cherche_faiss.exceptions import DeviceFallbackWarning, DeviceUnavailableError, InvalidInputError
 from cherche_faiss.index import FaissIndex
 

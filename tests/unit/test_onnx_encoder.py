@@ -266,7 +266,7 @@ def test_export_arguments_are_checked_before_any_work(tmp_path, monkeypatch):
 
 
 def test_a_mapped_load_leaves_embedded_files_in_the_save(export, tmp_path, documents):
-    from cherche_faiss._saved_file import SavedFile
+    from cherche_faiss._core.saved_file import SavedFile
 
     retriever = retrieve.Encoder(key="id", on=["title", "article"], k=3,
                                  encoder=OnnxEncoder(export, embed_weights=True)).add(documents, show_progress=False)

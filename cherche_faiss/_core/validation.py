@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import DimensionMismatchError, IncompatibleStateError, InvalidInputError, InvalidTypeError
+from ..exceptions import DimensionMismatchError, InvalidInputError, InvalidTypeError
 
 __all__ = [
     "check_k",
@@ -20,7 +20,6 @@ __all__ = [
     "document_texts",
     "as_matrix",
     "documents_with_vectors",
-    "check_loaded_vectors",
 ]
 
 
@@ -158,18 +157,3 @@ def documents_with_vectors(documents: Any, vectors: Any, key: str, owner: str) -
         )
     documents = as_documents(documents, key)
     return [document[key] for document in documents], as_matrix(vectors, "embeddings_documents")
-
-
-def check_loaded_vectors(component: Any) -> None:
-    """After a load: ``component.index`` is a FaissIndex and its encoders can encode."""
-    from .index.faiss import FaissIndex
-
-    name = type(component).__name__
-    if not isinstance(getattr(component, "index", None), FaissIndex):
-        raise IncompatibleStateError(f"the saved index of this {name} is not a FaissIndex.")
-    for attribute in ("encoder", "query_encoder"):
-        if attribute not in vars(component):
-            continue
-        encoder = vars(component)[attribute]
-        if isinstance(encoder, (str, bytes)) or not callable(getattr(encoder, "encode", None)):  # str.encode is not one
-            raise IncompatibleStateError(f"the saved {attribute} of this {name} cannot encode texts.")

@@ -10,7 +10,7 @@ import platform
 import sys
 from typing import Any
 
-from ._version import __version__
+from .._version import __version__
 
 __all__ = ["describe", "versions"]
 
@@ -117,7 +117,7 @@ def _size(model: Any) -> int | None:
 
 
 def _is_faiss_index(index: Any) -> bool:
-    from .index.faiss import FaissIndex
+    from ..index.faiss import FaissIndex
 
     return isinstance(index, FaissIndex)
 

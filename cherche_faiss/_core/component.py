@@ -17,8 +17,8 @@ import inspect
 import warnings
 from typing import Any, ClassVar
 
-from ._version import __version__
-from .exceptions import CherFaissError, IncompatibleStateError, InconsistentVersionWarning
+from .._version import __version__
+from ..exceptions import CherFaissError, IncompatibleStateError, InconsistentVersionWarning
 
 __all__ = ["Component"]
 

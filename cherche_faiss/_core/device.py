@@ -16,7 +16,7 @@ import re
 import warnings
 from typing import Any
 
-from .exceptions import DeviceFallbackWarning, DeviceUnavailableError, InvalidInputError
+from ..exceptions import DeviceFallbackWarning, DeviceUnavailableError, InvalidInputError
 
 __all__ = [
     "LOAD_DEVICE_ENV",

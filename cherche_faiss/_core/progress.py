@@ -1,15 +1,13 @@
-"""Batching and progress bars shared by the components."""
+"""Slices of a sequence and progress bars (tqdm, or nothing when progress is off)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-import numpy as np
-
 T = TypeVar("T")
 
-__all__ = ["batches", "progress", "encode_in_batches"]
+__all__ = ["batches", "progress"]
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -43,13 +41,3 @@ class _NoBar:
 
     def __exit__(self, *exc: Any) -> None:
         pass
-
-
-def encode_in_batches(encoder: Any, texts: list[str], batch_size: int, desc: str, show_progress: bool) -> np.ndarray:
-    """Encode ``texts`` batch by batch into one float32 matrix, with a progress bar."""
-    parts = []
-    with progress(len(texts), desc, show_progress) as bar:
-        for batch in batches(texts, batch_size):
-            parts.append(encoder.encode(list(batch), batch_size=batch_size))
-            bar.update(len(batch))
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_documents, document_texts
-from .exceptions import InvalidTypeError
+from .validation import as_documents, document_texts
+from ..exceptions import InvalidTypeError
 
 __all__ = ["document_batches", "encoded_batches", "length_of"]
 
