@@ -14,6 +14,7 @@ import functools
 import os
 import re
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import DeviceFallbackWarning, DeviceUnavailableError, InvalidInputError
@@ -80,35 +81,6 @@ def faiss_gpu_count() -> int:
     return int(faiss.get_num_gpus())
 
 
-def resolve_faiss_device(device: str) -> str:
-    """Resolve a device asked for explicitly by a user (construction, ``to``).
-
-    Raises
-    ------
-    DeviceUnavailableError
-        When a GPU is asked for and faiss has no GPU support or no such GPU exists.
-    """
-    device = parse_device(device)
-    if device == "cpu":
-        return device
-    count = faiss_gpu_count()
-    if device == "auto":
-        return "cuda:0" if count > 0 else "cpu"
-    if count == 0:
-        raise DeviceUnavailableError(
-            f"device {device!r} was requested but this faiss build has no usable GPU "
-            "(faiss-cpu installed, or no GPU visible). Install the GPU build with "
-            "`pip install cherche-faiss[gpu]` on a machine with a CUDA GPU, or use device='cpu' "
-            "or device='auto'."
-        )
-    if gpu_number(device) >= count:
-        raise DeviceUnavailableError(
-            f"device {device!r} was requested but faiss sees only {count} GPU(s) "
-            f"(cuda:0 to cuda:{count - 1}). Pick one of those or use device='auto'."
-        )
-    return device
-
-
 def _load_policy() -> str:
     value = os.environ.get(LOAD_DEVICE_ENV, "auto")
     try:
@@ -140,14 +112,6 @@ def _load_device(saved: str, available: int, what: str) -> str:
     return "cpu"
 
 
-def faiss_load_device(saved: str) -> str:
-    """Device on which a FAISS index saved on ``saved`` is rebuilt when unpickled."""
-    policy = _load_policy()
-    if policy == "cpu" or (saved == "cpu" and policy == "auto"):
-        return "cpu"  # never touch faiss' GPU probing when it cannot matter
-    return _load_device(saved, faiss_gpu_count(), "a FAISS index")
-
-
 def _torch_gpu_count() -> int:
     import torch
 
@@ -164,59 +128,85 @@ def onnx_gpu_count() -> int:
     return 1 if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else 0
 
 
-def _resolve_model_device(device: str, count: int, fix: str, counts_devices: bool = True) -> str:
-    """An explicitly requested model device, given the ``count`` GPUs its runtime sees.
+# What an unusable GPU request says, per runtime: (no GPU at all, not that many GPUs).
+_UNAVAILABLE = {
+    "faiss": (
+        "device {device!r} was requested but this faiss build has no usable GPU (faiss-cpu installed, or no GPU "
+        "visible). Install the GPU build with `pip install cherche-faiss[gpu]` on a machine with a CUDA GPU, or use "
+        "device='cpu' or device='auto'.",
+        "device {device!r} was requested but faiss sees only {count} GPU(s) (cuda:0 to cuda:{last}). Pick one of "
+        "those or use device='auto'.",
+    ),
+    "torch": (
+        "device {device!r} was requested for a model but torch sees {count} CUDA GPU(s). Use device='auto' or "
+        "device='cpu', or install a CUDA build of torch.",
+    ) * 2,
+    "onnx": (
+        "device {device!r} was requested for an ONNX encoder but onnxruntime has no CUDA execution provider. Use "
+        "device='auto' or device='cpu', or install onnxruntime-gpu instead of onnxruntime.",
+    ) * 2,
+}
+
+
+def _resolve(device: str, count: Callable[[], int], runtime: str, counts_devices: bool = True) -> str:
+    """A device asked for explicitly, given the function ``count`` of the GPUs ``runtime`` can use.
 
     ``counts_devices=False``: the runtime only says whether it can use GPUs at
-    all (``count`` 0 or 1); any ``cuda:N`` is then accepted.
+    all (``count`` 0 or 1); any ``cuda:N`` is then accepted. Raises
+    :class:`DeviceUnavailableError` for a GPU that cannot be used.
     """
     device = parse_device(device)
     if device == "cpu":
-        return device
+        return device  # never probe for GPUs when it cannot matter
+    available = count()
     if device == "auto":
-        return "cuda:0" if count > 0 else "cpu"
-    if count == 0 or (counts_devices and gpu_number(device) >= count):
-        raise DeviceUnavailableError(
-            f"device {device!r} was requested for a model but its runtime sees {count} CUDA GPU(s). "
-            f"Use device='auto' or device='cpu', or {fix}."
-        )
+        return "cuda:0" if available > 0 else "cpu"
+    none, few = _UNAVAILABLE[runtime]
+    if available == 0:
+        raise DeviceUnavailableError(none.format(device=device, count=0, last=-1))
+    if counts_devices and gpu_number(device) >= available:
+        raise DeviceUnavailableError(few.format(device=device, count=available, last=available - 1))
     return device
+
+
+def _restored(saved: str, count: Callable[[], int], what: str) -> str:
+    """Where ``what``, saved for ``saved``, is rebuilt by a load: the load policy and the GPUs ``count()`` sees."""
+    policy = _load_policy()
+    if policy == "cpu" or (saved == "cpu" and policy == "auto"):
+        return "cpu"  # never probe for GPUs when it cannot matter
+    if saved == "auto" and policy == "auto":
+        return "cuda:0" if count() > 0 else "cpu"
+    return _load_device(saved, count(), what)
+
+
+def resolve_faiss_device(device: str) -> str:
+    """Resolve a device asked for explicitly for a FAISS index (construction, ``to``)."""
+    return _resolve(device, faiss_gpu_count, "faiss")
 
 
 def resolve_torch_device(device: str) -> str:
     """Resolve a device asked for explicitly for a torch model."""
-    if parse_device(device) == "cpu":
-        return "cpu"
-    return _resolve_model_device(device, _torch_gpu_count(), "install a CUDA build of torch")
+    return _resolve(device, _torch_gpu_count, "torch")
 
 
 def resolve_onnx_device(device: str) -> str:
     """Resolve a device asked for explicitly for an onnxruntime session."""
-    if parse_device(device) == "cpu":
-        return "cpu"
-    return _resolve_model_device(
-        device, onnx_gpu_count(), "install onnxruntime-gpu instead of onnxruntime", counts_devices=False
-    )
+    return _resolve(device, onnx_gpu_count, "onnx", counts_devices=False)
 
 
-def _model_load_device(saved: str, count: Any) -> str:
-    """Device on which a model saved for ``saved`` is rebuilt; ``count()`` counts the usable GPUs."""
-    policy = _load_policy()
-    if policy == "cpu" or (saved == "cpu" and policy == "auto"):
-        return "cpu"
-    if saved == "auto" and policy == "auto":
-        return "cuda:0" if count() > 0 else "cpu"
-    return _load_device(saved, count(), "a model")
+def faiss_load_device(saved: str) -> str:
+    """Device on which a FAISS index saved on ``saved`` is rebuilt when loaded."""
+    return _restored(saved, faiss_gpu_count, "a FAISS index")
 
 
 def torch_load_device(saved: str) -> str:
-    """Device on which a model saved for ``saved`` is rebuilt after unpickling."""
-    return _model_load_device(saved, _torch_gpu_count)
+    """Device on which a model saved for ``saved`` is rebuilt after loading."""
+    return _restored(saved, _torch_gpu_count, "a model")
 
 
 def onnx_load_device(saved: str) -> str:
     """Device on which an ONNX encoder saved for ``saved`` runs after loading."""
-    return _model_load_device(saved, onnx_gpu_count)
+    return _restored(saved, onnx_gpu_count, "an ONNX encoder")
 
 
 @functools.lru_cache(maxsize=None)
