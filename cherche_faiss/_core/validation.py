@@ -15,6 +15,7 @@ __all__ = [
     "check_positive_int",
     "check_key",
     "check_on",
+    "check_component",
     "as_queries",
     "as_documents",
     "document_texts",
@@ -43,6 +44,17 @@ def check_key(key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidInputError(f"key must be the name of the documents' id field, got {key!r}.")
     return key
+
+
+def check_component(key: Any, on: Any, k: Any, batch_size: Any) -> tuple[str, list[str] | None, int | None, int]:
+    """``key``, ``on`` (None allowed: components that read vectors, not fields), ``k`` and
+    ``batch_size``, validated as every retriever and ranker validates them."""
+    return (
+        check_key(key),
+        check_on(on) if on is not None else None,
+        check_k(k),
+        check_positive_int(batch_size, "batch_size", allow_none=False),
+    )
 
 
 def check_on(on: Any) -> list[str]:

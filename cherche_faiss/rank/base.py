@@ -10,8 +10,8 @@ import numpy as np
 
 from .._core.component import Component
 from .._core.tags import RANKER, Tags
-from .._core.validation import as_queries, check_k, check_key, check_on, check_positive_int
-from ..index.dense import check_loaded_vectors
+from .._core.validation import as_queries, check_component, check_k, check_positive_int
+from ..index.dense import DenseVectors
 from ..compose.operators import ComposeMixin
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
 from ..index.faiss import FaissIndex
@@ -47,7 +47,7 @@ def rank_candidates(
     return ranked
 
 
-class Ranker(ComposeMixin, Component):
+class Ranker(DenseVectors, ComposeMixin, Component):
     """Base of rankers: ``ranker(q, documents, k=None, batch_size=None)``.
 
     ``documents`` are the candidates: a list of dicts holding the key field
@@ -63,19 +63,10 @@ class Ranker(ComposeMixin, Component):
         return Tags(role=RANKER, needs_candidates=True)
 
     def __init__(self, key: str, on: Any, normalize: bool, k: int | None, batch_size: int, device: str = "cpu") -> None:
-        self.key = check_key(key)
-        self.on = check_on(on) if on is not None else None
+        self.key, self.on, self.k, self.batch_size = check_component(key, on, k, batch_size)
         self.normalize = bool(normalize)
-        self.k = check_k(k)
-        self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=False)
         self.device = device
         self.index = FaissIndex(metric="ip", normalize=self.normalize, device=device)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _check_loaded(self) -> None:
-        check_loaded_vectors(self)
 
     def _repr_extra(self) -> dict[str, Any]:
         return {"embeddings": len(self)}

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._core.validation import check_k, check_positive_int, documents_with_vectors
+from ..index.dense import chunks
 from .base import Ranker
 
 __all__ = ["Embedding"]
@@ -43,14 +44,11 @@ class Embedding(Ranker):
         return self
 
     def __call__(self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
-        vectors = self.index.prepare(q, "q")  # validated and normalised once for every chunk
-        single = len(vectors) == 1
+        vectors, single = self._query_vectors(q)
         candidates = self._candidates(documents, len(vectors), single)
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
         ranked: list[list[dict]] = []
-        for start in range(0, len(vectors), batch_size):
-            ranked.extend(
-                self._rank_batch(vectors[start : start + batch_size], candidates[start : start + batch_size], k, batch_size)
-            )
+        for start, chunk in chunks(vectors, batch_size):
+            ranked.extend(self._rank_batch(chunk, candidates[start : start + batch_size], k, batch_size))
         return ranked[0] if single else ranked

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from .._core.documents import encoded_batches, length_of
 from ..encoders.factories import as_encoder
 from ..exceptions import UnknownKeyError
 from .base import Ranker
@@ -67,17 +66,8 @@ class DPR(Ranker):
         DPR
             ``self``.
         """
-        self._encode_and_store(documents, batch_size or self.batch_size, show_progress)
+        self._add_encoded(self.encoder, documents, batch_size, show_progress, "ranker")
         return self
-
-    def _encode_and_store(self, documents: Iterable[Mapping], batch_size: int, show_progress: bool) -> None:
-        # Streamed batch by batch: memory holds the index and one batch of embeddings.
-        self.index.add_batches(
-            encoded_batches(self.encoder, documents, self.key, self.on, batch_size),
-            total=length_of(documents) or None,
-            show_progress=show_progress,
-            description=f"{type(self).__name__} ranker",
-        )
 
     def _learn(self, unknown: list[Mapping], batch_size: int) -> None:
         for document in unknown:
@@ -89,7 +79,7 @@ class DPR(Ranker):
                     "Call ranker.add(documents) (or pipeline.add(documents)) first, or pass whole "
                     "documents as candidates (retriever + documents + ranker)."
                 )
-        self._encode_and_store(unknown, batch_size, show_progress=False)
+        self._add_encoded(self.encoder, unknown, batch_size, False, "ranker")
 
     def _encode_queries(self, queries: list[str], batch_size: int) -> np.ndarray:
         return self.query_encoder.encode(queries, batch_size=batch_size)

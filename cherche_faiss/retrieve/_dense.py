@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ._hits import make_hits
-from .._core.documents import encoded_batches, length_of
-from ..index.dense import check_loaded_vectors
+from ..index.dense import DenseVectors
 from ..index._search_params import SEARCH_PARAMETERS, check_search_params
 from ..index.faiss import FaissIndex
 from .base import Retriever
@@ -27,7 +25,7 @@ def make_index(index: Any, normalize: bool, device: str, search_params: dict | N
     )
 
 
-class DenseRetriever(Retriever):
+class DenseRetriever(DenseVectors, Retriever):
     """A retriever whose document vectors live in ``self.index`` (a FaissIndex).
 
     Search parameters of approximate indexes are set per retriever
@@ -45,12 +43,6 @@ class DenseRetriever(Retriever):
         self.search_params = check_search_params(search_params)
         self.index = make_index(index, self.normalize, device, self.search_params)
 
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _check_loaded(self) -> None:
-        check_loaded_vectors(self)
-
     def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return check_search_params({name: kwargs[name] for name in SEARCH_PARAMETERS if name in kwargs})
 
@@ -65,6 +57,7 @@ class DenseRetriever(Retriever):
         target_recall: float = 0.95,
         k: int = 10,
         sample_size: int = 256,
+        seed: int = 0,
         show_progress: bool = True,
         queries: Any = None,
     ) -> Any:
@@ -75,7 +68,8 @@ class DenseRetriever(Retriever):
             texts = [queries] if isinstance(queries, str) else list(queries)
             queries = self.query_encoder.encode(texts, batch_size=self.batch_size)
         result = self.index.tune(
-            target_recall=target_recall, k=k, sample_size=sample_size, show_progress=show_progress, queries=queries
+            target_recall=target_recall, k=k, sample_size=sample_size, seed=seed, show_progress=show_progress,
+            queries=queries,
         )
         self.search_params = dict(result.params)
         return result
@@ -86,15 +80,3 @@ class DenseRetriever(Retriever):
         search = self.index.search_prepared if prepared else self.index.search
         similarities, keys = search(vectors, k or len(self.index), **search_params)
         return [make_hits(self.key, row_keys, row_scores) for row_keys, row_scores in zip(keys, similarities)]
-
-    def _add_encoded(
-        self, encoder: Any, documents: Iterable[Mapping], batch_size: int | None, show_progress: bool
-    ) -> None:
-        """Encode ``documents`` batch by batch and stream them into the index."""
-        size = batch_size or self.batch_size
-        self.index.add_batches(
-            encoded_batches(encoder, documents, self.key, self.on, size),
-            total=length_of(documents) or None,
-            show_progress=show_progress,
-            description=f"{type(self).__name__} retriever",
-        )

@@ -8,7 +8,7 @@ from typing import Any
 from .._core.progress import batches
 from .._core.component import Component
 from .._core.tags import RETRIEVER, Tags
-from .._core.validation import as_queries, check_k, check_key, check_on, check_positive_int
+from .._core.validation import as_queries, check_component, check_k, check_positive_int
 from ..compose.operators import ComposeMixin
 from ..exceptions import NotIndexedError
 
@@ -28,10 +28,7 @@ class Retriever(ComposeMixin, Component):
         return Tags(role=RETRIEVER)
 
     def __init__(self, key: str, on: Any, k: int | None, batch_size: int) -> None:
-        self.key = check_key(key)
-        self.on = check_on(on) if on is not None else None
-        self.k = check_k(k)
-        self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=False)
+        self.key, self.on, self.k, self.batch_size = check_component(key, on, k, batch_size)
 
     def __len__(self) -> int:
         raise NotImplementedError

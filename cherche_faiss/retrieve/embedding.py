@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._core.validation import check_k, check_positive_int, documents_with_vectors
+from ..index.dense import chunks
 from ._dense import DenseRetriever
 
 __all__ = ["Embedding"]
@@ -64,9 +65,8 @@ class Embedding(DenseRetriever):
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
         search_params = self._call_options(kwargs)
         self._check_indexed()
-        vectors = self.index.prepare(q, "q")  # validated and normalised once for every chunk
-        single = len(vectors) == 1
+        vectors, single = self._query_vectors(q)
         results: list[list[dict]] = []
-        for start in range(0, len(vectors), batch_size):
-            results.extend(self._hits_for(vectors[start : start + batch_size], k, prepared=True, **search_params))
+        for _, chunk in chunks(vectors, batch_size):
+            results.extend(self._hits_for(chunk, k, prepared=True, **search_params))
         return results[0] if single else results

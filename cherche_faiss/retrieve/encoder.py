@@ -88,7 +88,7 @@ class DPR(DenseRetriever):
         DPR
             ``self``.
         """
-        self._add_encoded(self.encoder, documents, batch_size, show_progress)
+        self._add_encoded(self.encoder, documents, batch_size, show_progress, "retriever")
         return self
 
     def _search(self, queries: list[str], k: int | None, **search_params: int) -> list[list[dict]]:
