@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["run_demo", "build_search"]
 
@@ -59,15 +59,15 @@ def build_search(documents: list[dict], model_path: str):
 
 
 def run_demo(queries: list[str] | None = None, keep: str | None = None, out: TextIO = sys.stdout) -> int:
-    """Build, pickle, reload in a fresh CPU-only process, answer, and report.
+    """Build, save three ways, reload each in a fresh CPU-only process, answer, and report.
 
-    Returns 0 when the reloaded pipeline answers exactly as the original, 1 otherwise.
+    Returns 0 when every reloaded pipeline answers as the original (the ONNX one
+    to float32 rounding, without importing torch), 1 otherwise.
     """
     from cherche_faiss import data
 
     queries = queries or DEFAULT_QUERIES
     documents = data.load_towns()
-    titles = {document["id"]: document for document in documents}
     model_path = data.minilm_path()
 
     def say(text: str = "") -> None:
@@ -76,75 +76,80 @@ def run_demo(queries: list[str] | None = None, keep: str | None = None, out: Tex
     say(f"cherche_faiss demo: {len(documents)} town passages, all-MiniLM-L6-v2 from {model_path} (offline)")
     started = time.perf_counter()
     search = build_search(documents, model_path)
-    built = time.perf_counter() - started
-    say(f"built TfIdf(k=30) + rank.Encoder(k=10) and indexed the corpus in {built:.2f} s")
-
+    say(f"built TfIdf(k=30) + rank.Encoder(k=10) and indexed the corpus in {time.perf_counter() - started:.2f} s")
     before = [search(query) for query in queries]
 
     folder = Path(keep).parent if keep else Path(tempfile.mkdtemp(prefix="cherche_faiss_demo_"))
-    path = Path(keep) if keep else folder / "search.pkl"
-    started = time.perf_counter()
-    with open(path, "wb") as handle:
-        pickle.dump(search, handle)
-    dumped = time.perf_counter() - started
-    size = path.stat().st_size
-
-    import cherche_faiss
-
-    saved = folder / "search-saved"
-    started = time.perf_counter()
-    cherche_faiss.save(search, saved)
-    saved_in = time.perf_counter() - started
-    saved_size = sum(file.stat().st_size for file in saved.rglob("*") if file.is_file())
-
-    onnx_saved = folder / "search-onnx"
-    started = time.perf_counter()
-    cherche_faiss.save(search, onnx_saved, onnx=True)  # the same, plus MiniLM exported to ONNX
-    onnx_saved_in = time.perf_counter() - started
-
-    started = time.perf_counter()
-    child = _load_in_a_fresh_process(path, "pickle", queries)
-    cold = time.perf_counter() - started
-    folder_child = _load_in_a_fresh_process(saved, "folder", queries)
-    started = time.perf_counter()
-    onnx_child = _load_in_a_fresh_process(onnx_saved, "onnx", queries)
-    onnx_cold = time.perf_counter() - started
-    for name, finished in (("the pickle", child), ("the saved folder", folder_child), ("the ONNX save", onnx_child)):
+    saves = _save_three_ways(search, folder, Path(keep) if keep else folder / "search.pkl")
+    reports = {}
+    for kind, saved in saves.items():
+        started = time.perf_counter()
+        finished = _load_in_a_fresh_process(saved["path"], kind, queries)
         if finished.returncode != 0:
-            say(f"the fresh process could not load {name}:")
+            say(f"the fresh process could not load the {kind} save:")
             say(finished.stderr.strip())
             return 1
-    report = json.loads(child.stdout.strip().splitlines()[-1])
-    folder_report = json.loads(folder_child.stdout.strip().splitlines()[-1])
-    onnx_report = json.loads(onnx_child.stdout.strip().splitlines()[-1])
+        reports[kind] = {**json.loads(finished.stdout.strip().splitlines()[-1]), "wall_s": time.perf_counter() - started}
 
-    for query, hits in zip(queries, report["answers"]):
+    _show_answers(say, queries, reports["pickle"]["answers"], {document["id"]: document for document in documents})
+    verdicts = _report(say, saves, reports, before, len(queries))
+    shutil.rmtree(saves["folder"]["path"])
+    shutil.rmtree(saves["onnx"]["path"])
+    if not keep:
+        saves["pickle"]["path"].unlink()
+        folder.rmdir()
+    return 0 if all(verdicts) else 1
+
+
+def _save_three_ways(search: Any, folder: Path, pickle_path: Path) -> dict[str, dict[str, Any]]:
+    """A pickle, the safe folder format, and the safe format with MiniLM exported to ONNX; with their times."""
+    import cherche_faiss
+
+    saves: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    with open(pickle_path, "wb") as handle:
+        pickle.dump(search, handle)
+    saves["pickle"] = {"path": pickle_path, "seconds": time.perf_counter() - started}
+    for kind, onnx in (("folder", False), ("onnx", True)):
+        started = time.perf_counter()
+        path = cherche_faiss.save(search, folder / f"search-{kind}", onnx=onnx)
+        saves[kind] = {"path": path, "seconds": time.perf_counter() - started}
+    for saved in saves.values():
+        path = saved["path"]
+        saved["bytes"] = path.stat().st_size if path.is_file() else sum(
+            file.stat().st_size for file in path.rglob("*") if file.is_file())
+    return saves
+
+
+def _show_answers(say: Any, queries: list[str], answers: list, documents: dict) -> None:
+    for query, hits in zip(queries, answers):
         say(f"\nq={query!r}")
         for hit in hits[:3]:
-            article = titles[hit["id"]]["article"]
-            say(f"  {hit['similarity']:.3f}  [{titles[hit['id']]['title']}] {article[:80]}...")
-    identical = report["answers"] == before
+            article = documents[hit["id"]]["article"]
+            say(f"  {hit['similarity']:.3f}  [{documents[hit['id']]['title']}] {article[:80]}...")
+
+
+def _report(say: Any, saves: dict, reports: dict, before: list, n_queries: int) -> list[bool]:
+    """Print sizes, times and whether each reload answers as the original; returns those verdicts."""
+    pickled, folder, onnx = reports["pickle"], reports["folder"], reports["onnx"]
+    identical = pickled["answers"] == before
     say("")
-    say(f"pickle size             {size / 1024:.1f} KiB ({path})")
-    say(f"pickle dump time        {dumped * 1000:.1f} ms")
-    say(f"load in fresh process   {report['load_s'] * 1000:.0f} ms (pickle.load, CUDA_VISIBLE_DEVICES='')")
-    say(f"first query after load  {report['first_query_s'] * 1000:.0f} ms (loads the model lazily)")
-    say(f"whole child process     {cold:.2f} s (interpreter start, imports, load, {len(queries)} queries)")
+    say(f"pickle size             {saves['pickle']['bytes'] / 1024:.1f} KiB ({saves['pickle']['path']})")
+    say(f"pickle dump time        {saves['pickle']['seconds'] * 1000:.1f} ms")
+    say(f"load in fresh process   {pickled['load_s'] * 1000:.0f} ms (pickle.load, CUDA_VISIBLE_DEVICES='')")
+    say(f"first query after load  {pickled['first_query_s'] * 1000:.0f} ms (loads the model lazily)")
+    say(f"whole child process     {pickled['wall_s']:.2f} s (interpreter start, imports, load, {n_queries} queries)")
     say(f"answers identical to the original pipeline: {identical}")
-    identical_saved = folder_report["answers"] == before
-    say(f"safe format (cherche_faiss.save, no pickle): {saved_size / 1024:.1f} KiB in {saved}, saved in "
-        f"{saved_in * 1000:.1f} ms, loaded in a fresh process in {folder_report['load_s'] * 1000:.0f} ms; "
-        f"answers identical: {identical_saved}")
-    same_onnx = _same_ranking(onnx_report["answers"], before)
+    identical_saved = folder["answers"] == before
+    say(f"safe format (cherche_faiss.save, no pickle): {saves['folder']['bytes'] / 1024:.1f} KiB in "
+        f"{saves['folder']['path']}, saved in {saves['folder']['seconds'] * 1000:.1f} ms, loaded in a fresh process "
+        f"in {folder['load_s'] * 1000:.0f} ms; answers identical: {identical_saved}")
+    same_onnx = _same_ranking(onnx["answers"], before)
     say(f"without torch (cherche_faiss.save(..., onnx=True), loaded with backend='onnx'): saved in "
-        f"{onnx_saved_in:.1f} s (exports MiniLM), whole child process {onnx_cold:.2f} s against {cold:.2f} s for "
-        f"the pickle, torch imported: {onnx_report['torch']}; same hits (similarities within 1e-5): {same_onnx}")
-    shutil.rmtree(saved)
-    shutil.rmtree(onnx_saved)
-    if not keep:
-        path.unlink()
-        folder.rmdir()
-    return 0 if identical and identical_saved and same_onnx and not onnx_report["torch"] else 1
+        f"{saves['onnx']['seconds']:.1f} s (exports MiniLM), whole child process {onnx['wall_s']:.2f} s against "
+        f"{pickled['wall_s']:.2f} s for the pickle, torch imported: {onnx['torch']}; same hits (similarities "
+        f"within 1e-5): {same_onnx}")
+    return [identical, identical_saved, same_onnx, not onnx["torch"]]
 
 
 def _same_ranking(answers: list, expected: list) -> bool:

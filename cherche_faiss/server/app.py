@@ -146,47 +146,25 @@ def create_app(
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
     require_server_extra()
-    from fastapi import Depends, FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
-    from fastapi.security import APIKeyHeader
+    from fastapi import FastAPI
 
     _check_servable(pipeline)
     for name, value in (("warmup", warmup), ("freeze_gc", freeze_gc)):
         if not isinstance(value, bool):
             raise InvalidTypeError(f"{name} must be True or False, got {value!r}.")
     limits = Limits(max_k=max_k, max_queries=max_queries, max_query_length=max_query_length)
-    policy = ThreadPolicy(threads, pipeline)
     max_body_bytes = check_guard_options(api_key, max_body_bytes)
-    server: SearchService
-
-    def run(q: Any, k: int) -> Any:
-        return server.search(q, k)
-
-    batcher = MicroBatcher(run, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, batching=batching,
-                           max_pending=max_pending)
-    described_source = None
-    if source is not None:
-        from pathlib import Path
-
-        path = Path(source)
-        described_source = {
-            "name": path.name,
-            "format": "folder" if path.is_dir() else "pickle",
-            "saved_version": saved_version(path),
-        }
-    server = SearchService(pipeline, batcher, policy, limits, warmup, freeze_gc, described_source,
-                           api_key is not None, max_body_bytes)
-    models = response_models()
-    SearchRequest = search_request_model(limits)
+    service = _service(pipeline, ThreadPolicy(threads, pipeline), limits, warmup, freeze_gc, source,
+                       api_key is not None, max_body_bytes, dict(max_batch_size=max_batch_size,
+                       max_wait_ms=max_wait_ms, batching=batching, max_pending=max_pending))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
-        await server.start()
+        await service.start()
         try:
             yield
         finally:
-            await server.stop()
+            await service.stop()
 
     app = FastAPI(
         title="cherche_faiss",
@@ -199,10 +177,39 @@ def create_app(
         ),
         lifespan=lifespan,
     )
-    app.state.server = server
-    # Declared for the OpenAPI schema (the Authorize button of /docs); RequestGuard enforces the key.
-    security = [Depends(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))] if api_key is not None else []
-    errors = {
+    app.state.server = service
+    _add_routes(app, service, limits, api_key)
+    app.add_middleware(RequestGuard, api_key=api_key, max_body_bytes=max_body_bytes)
+    return app
+
+
+def _service(pipeline: Any, policy: ThreadPolicy, limits: Limits, warmup: bool, freeze_gc: bool, source: Any,
+             api_key_set: bool, max_body_bytes: int, batching: dict[str, Any]) -> SearchService:
+    """The state the endpoints share, with its batcher (whose worker calls the service's search)."""
+    service: SearchService
+
+    def run(q: Any, k: int) -> Any:
+        return service.search(q, k)
+
+    batcher = MicroBatcher(run, **batching)
+    service = SearchService(pipeline, batcher, policy, limits, warmup, freeze_gc, _describe_source(source),
+                            api_key_set, max_body_bytes)
+    return service
+
+
+def _describe_source(source: Any) -> dict[str, Any] | None:
+    """What ``/info`` says about where the pipeline was loaded from."""
+    if source is None:
+        return None
+    from pathlib import Path
+
+    path = Path(source)
+    return {"name": path.name, "format": "folder" if path.is_dir() else "pickle", "saved_version": saved_version(path)}
+
+
+def _error_responses(models: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The error answers of the endpoints, for the OpenAPI schema."""
+    return {
         400: {"model": models["error"], "description": "The pipeline refused the search (a library error)."},
         401: {"model": models["error"], "description": "Missing or wrong API key."},
         413: {"model": models["error"], "description": "The request body is too large."},
@@ -216,67 +223,87 @@ def create_app(
         },
     }
 
-    def error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
-        server.responses[status] += 1
-        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+def _add_routes(app: Any, service: SearchService, limits: Limits, api_key: str | None) -> None:
+    """``POST /search``, ``GET /health``, ``GET /info`` and the readable 422 handler."""
+    from fastapi import Depends, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from fastapi.security import APIKeyHeader
+
+    models = response_models()
+    errors = _error_responses(models)
+    SearchRequest = search_request_model(limits)
+    # Declared for the OpenAPI schema (the Authorize button of /docs); RequestGuard enforces the key.
+    security = [Depends(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))] if api_key is not None else []
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         found = readable_errors(exc.errors(), request.headers.get("content-type"))
-        server.responses[422] += 1
+        service.responses[422] += 1
         return JSONResponse({"detail": " ".join(item["message"] for item in found), "errors": found}, status_code=422)
 
     @app.post("/search", response_model=models["search"], responses=errors, dependencies=security,
               summary="Search one query or a list of queries")
     async def search(request: Request, body: SearchRequest) -> Response:  # type: ignore[valid-type]
-        try:
-            if server.state == "idle":
-                await server.start()  # served without the lifespan (e.g. mounted in another app)
-            future = server.batcher.submit(body.q, body.k)
-        except ServerOverloadedError as exc:  # refused before queueing: nothing to withdraw
-            return error(503, str(exc), {"Retry-After": str(exc.retry_after)})
-        except ServerClosedError as exc:
-            return error(503, str(exc))
-        try:
-            hits = await _unless_disconnected(request, future)
-        except ServerClosedError as exc:
-            return error(503, str(exc))
-        except CherFaissError as exc:
-            return error(400, str(exc))
-        except Exception:
-            logger.exception("search failed for a valid request (k=%d)", body.k)
-            return error(500, "the search failed on the server; its log says why.")
-        if hits is _DISCONNECTED:
-            server.disconnected += 1
-            return Response(status_code=499)  # nobody reads it: the client has gone
-        try:
-            content = json.dumps({"hits": hits}, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                                 default=_plain)
-        except (TypeError, ValueError):
-            logger.exception("the pipeline returned hits that are not JSON-serialisable")
-            return error(500, "the pipeline returned hits that cannot be written as JSON; the server's log says which.")
-        server.responses[200] += 1
-        return Response(content, media_type="application/json")
+        return await _search(service, request, body)
 
     # /health never goes through the batcher: it answers at once while the queue is full.
     shutting_down = {"model": models["error"], "description": "The server is shutting down."}
 
     @app.get("/health", response_model=models["health"], responses={503: shutting_down}, summary="Liveness")
     async def health() -> Response:
-        stopped = server.state == "stopped"
+        stopped = service.state == "stopped"
         body = {"status": "shutting down" if stopped else "ok", "version": __version__,
-                "uptime_s": round(time.monotonic() - server.started_at, 3)}
+                "uptime_s": round(time.monotonic() - service.started_at, 3)}
         return JSONResponse(body, status_code=503 if stopped else 200)
 
     @app.get("/info", responses={401: errors[401]}, dependencies=security,
              summary="The pipeline, its indexes, devices, versions, settings and counters")
     async def info() -> dict[str, Any]:
-        if server.state == "idle":
-            await server.start()
-        return await server.info()
+        if service.state == "idle":
+            await service.start()
+        return await service.info()
 
-    app.add_middleware(RequestGuard, api_key=api_key, max_body_bytes=max_body_bytes)
-    return app
+
+def _error(service: SearchService, status: int, detail: str, headers: dict[str, str] | None = None) -> Any:
+    from fastapi.responses import JSONResponse
+
+    service.responses[status] += 1
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def _search(service: SearchService, request: Any, body: Any) -> Any:
+    """``POST /search``: queue the request, wait for its batch, answer its hits (or the error's status)."""
+    from fastapi.responses import Response
+
+    try:
+        if service.state == "idle":
+            await service.start()  # served without the lifespan (e.g. mounted in another app)
+        future = service.batcher.submit(body.q, body.k)
+    except ServerOverloadedError as exc:  # refused before queueing: nothing to withdraw
+        return _error(service, 503, str(exc), {"Retry-After": str(exc.retry_after)})
+    except ServerClosedError as exc:
+        return _error(service, 503, str(exc))
+    try:
+        hits = await _unless_disconnected(request, future)
+    except ServerClosedError as exc:
+        return _error(service, 503, str(exc))
+    except CherFaissError as exc:
+        return _error(service, 400, str(exc))
+    except Exception:
+        logger.exception("search failed for a valid request (k=%d)", body.k)
+        return _error(service, 500, "the search failed on the server; its log says why.")
+    if hits is _DISCONNECTED:
+        service.disconnected += 1
+        return Response(status_code=499)  # nobody reads it: the client has gone
+    try:
+        content = json.dumps({"hits": hits}, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain)
+    except (TypeError, ValueError):
+        logger.exception("the pipeline returned hits that are not JSON-serialisable")
+        return _error(service, 500, "the pipeline returned hits that cannot be written as JSON; the server's log says which.")
+    service.responses[200] += 1
+    return Response(content, media_type="application/json")
 
 
 def _check_servable(pipeline: Any) -> None:
