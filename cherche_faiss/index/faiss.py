@@ -215,9 +215,7 @@ class FaissIndex(Component):
             raise DimensionMismatchError(
                 f"the faiss.Index given has dimension {index.d} but dimension={self.dimension}."
             )
-        self._index = self._with_ids(index)
-        self._flat = None
-        self._rows_by_id = None
+        self._use_index(self._with_ids(index))
         self._place()
 
     def _build(self, dimension: int, size: int | None = None, size_known: bool = True) -> None:
@@ -240,9 +238,7 @@ class FaissIndex(Component):
                 f"(dimension {dimension}): {str(error).strip().splitlines()[-1]}. See "
                 "https://github.com/facebookresearch/faiss/wiki/The-index-factory for valid strings."
             ) from None
-        self._index = self._with_ids(index)
-        self._flat = None
-        self._rows_by_id = None
+        self._use_index(self._with_ids(index))
         self._place()
 
     @staticmethod
@@ -260,7 +256,25 @@ class FaissIndex(Component):
         if self._device != "cpu":
             faiss = _faiss()
             gpu = gpu_number(self._device)
-            self._index = faiss.index_cpu_to_gpu(gpu_resources(gpu), gpu, self._index)
+            self._use_index(faiss.index_cpu_to_gpu(gpu_resources(gpu), gpu, self._index))
+
+    def _use_index(self, index: Any) -> None:
+        """Make ``index`` the FAISS index held (built, adopted, moved or read back)."""
+        self._forget_views()
+        self._index = index
+
+    def _forget_views(self) -> None:
+        """Drop the zero-copy view of FAISS' flat storage and the row table built from its id map.
+
+        FAISS keeps the vectors in a ``std::vector`` that it may reallocate
+        (or free) on every add, removal, reservation, or when the index object
+        is replaced; a NumPy view taken before would then point at memory FAISS
+        no longer owns, and reading it gives garbage or crashes. So every such
+        change calls this first, and :meth:`_flat_storage` takes a fresh view
+        on the next read.
+        """
+        self._flat = None
+        self._rows_by_id = None
 
     # -- introspection --------------------------------------------------------------------
     def __len__(self) -> int:
@@ -464,6 +478,7 @@ class FaissIndex(Component):
         if isinstance(core, faiss.IndexHNSW):
             core = faiss.downcast_index(core.storage)
         if isinstance(core, faiss.IndexFlatCodes) and core.ntotal == 0:
+            self._forget_views()
             core.codes.resize(int(total) * int(core.code_size))
             core.codes.resize(0)
 
@@ -492,8 +507,7 @@ class FaissIndex(Component):
             self._remove_ids(np.asarray(replaced, dtype=np.int64), replacing=True)
         start = len(self._keys)
         ids = np.arange(start, start + len(keys), dtype=np.int64)
-        self._flat = None
-        self._rows_by_id = None
+        self._forget_views()
         self._index.add_with_ids(matrix, ids)
         self._keys.extend(keys)
         self._ids.update(zip(keys, range(start, start + len(keys))))
@@ -556,8 +570,7 @@ class FaissIndex(Component):
     def _remove_ids(self, ids: np.ndarray, replacing: bool = False) -> None:
         self._check_writable()
         faiss = _faiss()
-        self._flat = None
-        self._rows_by_id = None
+        self._forget_views()
         try:
             removed = self._index.remove_ids(faiss.IDSelectorBatch(ids))
         except RuntimeError:
@@ -758,7 +771,7 @@ class FaissIndex(Component):
 
         ``vectors`` is a zero-copy view of FAISS' storage, so exact searches run as
         BLAS matrix products (see ``_exact``). The view is dropped on every change
-        of the index, before FAISS may reallocate that storage.
+        of the index, before FAISS may reallocate that storage (see :meth:`_forget_views`).
         """
         if self._flat is not None:
             return self._flat or None  # () once the index was found not to be flat
@@ -792,10 +805,8 @@ class FaissIndex(Component):
         target = resolve_faiss_device(device)
         if target != self._device and self._index is not None:
             cpu_index = self._cpu_index()
-            self._flat = None
-            self._rows_by_id = None
+            self._use_index(cpu_index)
             self._device = target
-            self._index = cpu_index
             self._place()
             self._mapped = False  # a GPU copy, or the CPU copy of one, is ordinary memory
         self._device = target
@@ -911,9 +922,7 @@ class FaissIndex(Component):
     def _attach(self, index: Any, device: str, mapped: bool = False) -> None:
         """Adopt ``index`` (a CPU ``faiss.Index`` or None) read back for the key table ``self._keys``,
         then move it to ``device``."""
-        self._index = index
-        self._flat = None
-        self._rows_by_id = None
+        self._use_index(index)
         self._device = "cpu"
         self._mapped = False
         if index is None:
