@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from cherche_faiss.encoders import HashingEncoder  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from .helpers import CountingEncoder  # noqa: E402
+
 
 
 @pytest.fixture
@@ -37,35 +36,6 @@ def encoder() -> HashingEncoder:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
-
-
-def assert_same_hits(actual, expected, tolerance=1e-6):
-    """Same keys in the same order and similarities equal up to float32 rounding.
-
-    A query alone runs as a matrix-vector product, a batch as a matrix product:
-    BLAS sums them in different orders, a few ulps apart.
-    """
-    if expected and isinstance(expected[0], list):
-        assert len(actual) == len(expected)
-        for a, e in zip(actual, expected):
-            assert_same_hits(a, e, tolerance)
-        return
-    assert [{k: v for k, v in hit.items() if k != "similarity"} for hit in actual] == [
-        {k: v for k, v in hit.items() if k != "similarity"} for hit in expected
-    ]
-    assert [hit["similarity"] for hit in actual] == pytest.approx([hit["similarity"] for hit in expected], abs=tolerance)
-
-
-class CountingEncoder(HashingEncoder):
-    """A hashing encoder that records every text it encodes."""
-
-    def __init__(self, dimension: int = 64) -> None:
-        super().__init__(dimension=dimension)
-        self.seen: list[str] = []
-
-    def encode(self, texts, batch_size=None):
-        self.seen.extend(texts)
-        return super().encode(texts, batch_size)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from cherche_faiss.cli import main
 from cherche_faiss.encoders import OnnxEncoder, export_onnx
 from cherche_faiss.exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
 
-from ..conftest import SHARED
+from ..helpers import SHARED
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from cherche_faiss.data import load_beir
 from cherche_faiss.encoders import SentenceTransformerEncoder
 from cherche_faiss.evaluate import evaluate
 
-from ..conftest import SHARED
+from ..helpers import SHARED
 
 SCIFACT = SHARED / "data" / "scifact"
 pytestmark = [

@@ -12,7 +12,7 @@ httpx = pytest.importorskip("httpx")
 from cherche_faiss import data, rank, retrieve  # noqa: E402
 from cherche_faiss.server import create_app  # noqa: E402
 
-from ..conftest import assert_same_hits  # noqa: E402
+from ..helpers import assert_same_hits  # noqa: E402
 from ..serving import post_all, served  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import pytest
 import cherche_faiss
 from cherche_faiss import data, rank, retrieve
 
-from ..conftest import REPO
+from ..helpers import REPO
 from ..serving import ServeProcess
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,7 @@ from cherche_faiss.exceptions import (  # noqa: E402
     MissingFileError,
 )
 
-from ..conftest import assert_same_hits  # noqa: E402
+from ..helpers import assert_same_hits  # noqa: E402
 from ..onnx_models import make_tiny_export, reference_vectors  # noqa: E402
 
 TEXTS = ["Paris", "Montreal is the largest city of Quebec, in Canada.", "bordeaux red wine", "unknown words here",

@@ -27,7 +27,7 @@ from cherche_faiss.encoders import HashingEncoder  # noqa: E402
 from cherche_faiss.exceptions import InvalidInputError, InvalidTypeError  # noqa: E402
 from cherche_faiss.server import create_app  # noqa: E402
 
-from ..conftest import assert_same_hits  # noqa: E402
+from ..helpers import assert_same_hits  # noqa: E402
 from ..recording import CallRecorder  # noqa: E402
 from ..serving import post_all, served  # noqa: E402
 

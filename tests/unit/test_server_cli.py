@@ -23,7 +23,7 @@ from cherche_faiss.encoders import HashingEncoder  # noqa: E402
 from cherche_faiss.exceptions import InvalidInputError, MissingFileError  # noqa: E402
 from cherche_faiss.server import create_app, load_served, saved_version  # noqa: E402
 
-from ..conftest import assert_same_hits  # noqa: E402
+from ..helpers import assert_same_hits  # noqa: E402
 from ..serving import REPO, ServeProcess, port_is_closed, served  # noqa: E402
 
 KEY = "id"

@@ -1,0 +1,44 @@
+"""What several test modules share: paths, the hits comparison, a recording encoder.
+
+Imported by test modules as ``from ..helpers import ...``; fixtures stay in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cherche_faiss.encoders import HashingEncoder
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def assert_same_hits(actual, expected, tolerance=1e-6):
+    """Same keys in the same order and similarities equal up to float32 rounding.
+
+    A query alone runs as a matrix-vector product, a batch as a matrix product:
+    BLAS sums them in different orders, a few ulps apart.
+    """
+    if expected and isinstance(expected[0], list):
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            assert_same_hits(a, e, tolerance)
+        return
+    assert [{k: v for k, v in hit.items() if k != "similarity"} for hit in actual] == [
+        {k: v for k, v in hit.items() if k != "similarity"} for hit in expected
+    ]
+    assert [hit["similarity"] for hit in actual] == pytest.approx([hit["similarity"] for hit in expected], abs=tolerance)
+
+
+class CountingEncoder(HashingEncoder):
+    """A hashing encoder that records every text it encodes."""
+
+    def __init__(self, dimension: int = 64) -> None:
+        super().__init__(dimension=dimension)
+        self.seen: list[str] = []
+
+    def encode(self, texts, batch_size=None):
+        self.seen.extend(texts)
+        return super().encode(texts, batch_size)
