@@ -180,6 +180,8 @@ class FaissIndex(Component):
         self._ids: dict[Hashable, int] = {}
         self._flat: tuple | None = None  # see _flat_storage: None unknown, () not flat, else (vectors, ids)
         self._rows_by_id: np.ndarray | None = None  # see _row_of_id
+        # (id(index), params) -> (index, faiss.SearchParameters): see _faiss_parameters.
+        self._parameters_cache: dict[tuple, tuple[Any, Any]] = {}
         self._mapped = False  # memory-mapped from a saved file: read-only (see cherche_faiss.persist.load)
         if not isinstance(factory, str):
             self._adopt(factory)
@@ -261,6 +263,7 @@ class FaissIndex(Component):
     def _use_index(self, index: Any) -> None:
         """Make ``index`` the FAISS index held (built, adopted, moved or read back)."""
         self._forget_views()
+        self._parameters_cache = {}  # parameter objects of the previous index
         self._index = index
 
     def _forget_views(self) -> None:
@@ -666,7 +669,7 @@ class FaissIndex(Component):
         """
         if not params:
             return None
-        cache = self.__dict__.setdefault("_parameters_cache", {})
+        cache = self._parameters_cache
         key = (id(self._index), tuple(sorted(params.items())))
         if key not in cache:
             if len(cache) > 64:
