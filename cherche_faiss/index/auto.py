@@ -64,13 +64,14 @@ class IndexChoice:
     reason
         One sentence a user can read in the index's ``repr``.
     estimated_bytes
-        Estimated size of the index in memory.
+        Estimated size of the index in memory; None for a choice read back
+        from a save or a pickle, which keep the other three only.
     """
 
     factory: str
     search_params: dict
     reason: str
-    estimated_bytes: int
+    estimated_bytes: int | None = None
 
 
 def parse_bytes(value: Any, name: str = "memory_budget") -> int | None:

@@ -27,7 +27,7 @@ from ._exact import inner_product_top_k
 from ._memory import RELEASE_EVERY, release_free_heap
 from ._search_params import check_search_params, faiss_search_parameters, index_kind, ivf_lists
 from ._training import default_training_size, minimum_training_size, train_index
-from .auto import EXACT_LIMIT, choose_index, parse_bytes
+from .auto import EXACT_LIMIT, IndexChoice, choose_index, parse_bytes
 
 __all__ = ["FaissIndex"]
 
@@ -59,6 +59,38 @@ def _read_index_from(data: np.ndarray) -> Any:
         return chunk.tobytes()
 
     return faiss.read_index(faiss.PyCallbackIOReader(read, 1 << 22))
+
+
+def _choice_to_state(choice: IndexChoice | None) -> dict[str, Any] | None:
+    """The saved form of what ``"auto"`` chose: a dict (its estimated size is not kept)."""
+    if choice is None:
+        return None
+    return {"factory": choice.factory, "reason": choice.reason, "search_params": choice.search_params}
+
+
+def _check_choice(choice: IndexChoice | None, shown: Any = None) -> None:
+    """Raise :class:`IncompatibleStateError` unless ``choice`` is None or a well-formed IndexChoice."""
+    if choice is None:
+        return
+    if not (
+        isinstance(choice, IndexChoice) and isinstance(choice.factory, str)
+        and isinstance(choice.reason, str) and isinstance(choice.search_params, dict)
+    ):
+        raise IncompatibleStateError(
+            f"the saved choice of index='auto' is damaged ({choice if shown is None else shown!r:.200})."
+        )
+    check_search_params(choice.search_params)
+
+
+def _choice_from_state(value: Any) -> IndexChoice | None:
+    """The :class:`IndexChoice` of a saved ``_choice`` dict, checked (see :func:`_check_choice`)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise IncompatibleStateError(f"the saved choice of index='auto' is damaged ({value!r:.200}).")
+    choice = IndexChoice(value.get("factory"), value.get("search_params"), value.get("reason"))
+    _check_choice(choice, shown=value)
+    return choice
 
 
 def _drain(pending: list[np.ndarray], rows: int | None = None) -> np.ndarray:
@@ -173,7 +205,7 @@ class FaissIndex(Component):
         if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1:
             raise InvalidInputError(f"target_recall must be a number in (0, 1], got {target_recall!r}.")
         self.target_recall = target_recall
-        self._choice: dict | None = None  # what "auto" chose: factory, reason, search_params
+        self._choice: IndexChoice | None = None  # what "auto" chose (saved as a dict)
         self._device = resolve_faiss_device(device)
         self._index: Any = None
         self._keys: list[Any] = []  # FAISS id -> key; removed ids hold None
@@ -231,7 +263,7 @@ class FaissIndex(Component):
                 size_known=size_known or self.expected_size is not None,
             )
             factory = choice.factory
-            self._choice = {"factory": choice.factory, "reason": choice.reason, "search_params": choice.search_params}
+            self._choice = choice
         try:
             index = faiss.index_factory(int(dimension), factory, self._metric_type())
         except RuntimeError as error:
@@ -312,7 +344,7 @@ class FaissIndex(Component):
     def factory_used(self) -> str:
         """The factory string built (what ``"auto"`` chose), or the class of an adopted index."""
         if self._choice is not None:
-            return self._choice["factory"]
+            return self._choice.factory
         if isinstance(self.factory, str):
             return self.factory
         return type(self.factory).__name__
@@ -320,18 +352,18 @@ class FaissIndex(Component):
     @property
     def choice(self) -> dict | None:
         """What ``factory="auto"`` chose and why (None before the first add or without "auto")."""
-        return None if self._choice is None else dict(self._choice)
+        return _choice_to_state(self._choice)
 
     def _default_search_params(self) -> dict[str, int]:
-        defaults = dict(self._choice["search_params"]) if self._choice else {}
+        defaults = dict(self._choice.search_params) if self._choice is not None else {}
         defaults.update(self.search_params)
         return defaults
 
     def _repr_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"size": len(self), "on": self._device}
         if self._choice is not None:
-            extra["chosen"] = self._choice["factory"]
-            extra["because"] = self._choice["reason"]
+            extra["chosen"] = self._choice.factory
+            extra["because"] = self._choice.reason
         if self._index is not None and index_kind(self._index) != "other":
             extra["searching_with"] = self._default_search_params()
         return extra
@@ -828,6 +860,7 @@ class FaissIndex(Component):
 
     def _get_state(self) -> dict[str, Any]:
         state = {name: value for name, value in self.__dict__.items() if name not in self._TRANSIENT}
+        state["_choice"] = _choice_to_state(self._choice)
         if self._index is None:
             state["index_bytes"] = None
         else:
@@ -846,6 +879,7 @@ class FaissIndex(Component):
                               ("target_recall", 0.95), ("_choice", None)):
             state.setdefault(name, default)
         self.__dict__.update(state)
+        self._choice = _choice_from_state(self._choice)
         index = None
         if data is not None:
             data = np.frombuffer(memoryview(data), dtype=np.uint8)
@@ -872,6 +906,7 @@ class FaissIndex(Component):
         """The attributes, with the FAISS index itself (on the CPU), for ``cherche_faiss.save``:
         it is written with ``faiss.write_index`` so that it can be memory-mapped on load."""
         state = {name: value for name, value in self.__dict__.items() if name not in self._TRANSIENT + ("_ids",)}
+        state["_choice"] = _choice_to_state(self._choice)
         if not isinstance(self.factory, str):
             # A faiss.Index given as factory is the index itself (or wrapped by it): stored once,
             # as the index; the parameter keeps its description.
@@ -890,6 +925,7 @@ class FaissIndex(Component):
         if not isinstance(saved_device, str):
             raise IncompatibleStateError(f"the saved device of this FaissIndex is {saved_device!r}, not a device name.")
         self.__dict__.update(state)
+        self._choice = _choice_from_state(self._choice)
         self._ids = self._key_table(self.__dict__.get("_keys"), removed)
         device = getattr(context, "device", "auto")
         if device == "auto":
@@ -899,14 +935,7 @@ class FaissIndex(Component):
         self._attach(index, target, mapped=bool(getattr(context, "mmap", False)))
 
     def _check_loaded(self) -> None:
-        choice = self._choice
-        if choice is not None and not (
-            isinstance(choice, dict) and isinstance(choice.get("factory"), str)
-            and isinstance(choice.get("reason"), str) and isinstance(choice.get("search_params"), dict)
-        ):
-            raise IncompatibleStateError(f"the saved choice of index='auto' is damaged ({choice!r:.200}).")
-        if choice is not None:
-            check_search_params(choice["search_params"])
+        _check_choice(self._choice)
 
     @staticmethod
     def _key_table(keys: Any, removed: Any) -> dict[Hashable, int]:
