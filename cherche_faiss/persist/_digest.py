@@ -2,10 +2,9 @@
 
 Each file's entry in the manifest holds its size and SHA-256; a file larger
 than one block (64 MiB) also holds the SHA-256 of each block, so that loading
-checks its blocks in parallel (``hashlib`` releases the GIL while it hashes):
-on two cores a 1.5 GB index is verified in about half the time one whole-file
-digest takes. The whole-file digest stays in the manifest for tools such as
-``sha256sum``.
+checks its blocks in parallel (``hashlib`` releases the GIL while it hashes)
+instead of waiting for one whole-file digest, which runs on a single core. The
+whole-file digest stays in the manifest for tools such as ``sha256sum``.
 """
 
 from __future__ import annotations

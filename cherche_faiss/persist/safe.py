@@ -110,8 +110,8 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
         to ONNX (needs torch, which built it) and store the export in the save,
         so that :func:`load` answers queries with onnxruntime, without torch
         (see its ``backend``); ``"int8"``: the same with int8 weights (opt-in:
-        faster on CPUs with int8 instructions, cosine about 0.99 to the
-        model's). The document vectors are saved as computed; only queries go
+        faster on CPUs with int8 instructions, vectors close to the model's
+        but not equal to them). The document vectors are saved as computed; only queries go
         through the copy. Cross-encoders have no ONNX copy.
 
     Returns
@@ -272,14 +272,14 @@ def load(
         that GPU (an error where it is not usable).
     mmap
         Map FAISS indexes (flat, IVF, HNSW, PQ, SQ) and large arrays from the
-        files instead of reading them: the load takes milliseconds and resident
+        files instead of reading them: the load reads almost nothing and resident
         memory grows only as searches touch pages. A mapped index is
         read-only (``add`` and ``remove`` raise); the files must stay in place
         (a later save to the same path never changes them in place).
     verify
-        Check the SHA-256 of every file before reading it (about 1.5 GB/s on
-        two cores). ``False`` skips that, checking sizes only: for files you
-        trust, when load time matters more.
+        Check the SHA-256 of every file before reading it (every byte is read
+        once more, on every core). ``False`` skips that, checking
+        sizes only: for files you trust, when load time matters more.
     backend
         Which encoder answers queries where the save holds an ONNX copy of a
         sentence-transformers encoder (``save(..., onnx=True)``): ``"auto"``
