@@ -68,7 +68,8 @@ class TfidfVectorizerState:
 
     Loading gives back a :class:`~cherche_faiss.retrieve._deferred_vectorizer.DeferredTfidfVectorizer`
     when the saved parameters are plain values checked completely without scikit-learn (its import
-    is slow in a fresh interpreter; ``TfIdf`` builds the real vectorizer when it needs one), else a ``TfidfVectorizer`` built and checked by scikit-learn. Both save the same files.
+    is slow in a fresh interpreter; ``TfIdf`` builds the real vectorizer when it needs one), else
+    a ``TfidfVectorizer`` built and checked by scikit-learn. Both save the same files.
     """
 
     name = "sklearn.TfidfVectorizer"

@@ -111,8 +111,8 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
         so that :func:`load` answers queries with onnxruntime, without torch
         (see its ``backend``); ``"int8"``: the same with int8 weights (opt-in:
         faster on CPUs with int8 instructions, vectors close to the model's
-        but not equal to them). The document vectors are saved as computed; only queries go
-        through the copy. Cross-encoders have no ONNX copy.
+        but not equal to them). The document vectors are saved as computed;
+        only queries go through the copy. Cross-encoders have no ONNX copy.
 
     Returns
     -------
@@ -278,8 +278,8 @@ def load(
         (a later save to the same path never changes them in place).
     verify
         Check the SHA-256 of every file before reading it (every byte is read
-        once more, on every core). ``False`` skips that, checking
-        sizes only: for files you trust, when load time matters more.
+        once more, on every core). ``False`` skips that, checking sizes only:
+        for files you trust, when load time matters more.
     backend
         Which encoder answers queries where the save holds an ONNX copy of a
         sentence-transformers encoder (``save(..., onnx=True)``): ``"auto"``
