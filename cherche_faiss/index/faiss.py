@@ -666,12 +666,12 @@ class FaissIndex(Component):
     ) -> tuple[list[list[float]], list[list[Hashable]]]:
         """:meth:`search` for queries already validated and normalised by :meth:`prepare`
         (callers that check a whole batch once, then search it in chunks)."""
-        self._check_indexed()
+        self.check_indexed()
         k = min(check_positive_int(k, "k", allow_none=False), len(self._ids))
         params = self._default_search_params()
         if search_params:
             params.update(check_search_params(search_params, "search parameters"))
-        scores, ids = self._search_ids(matrix, k, params)
+        scores, ids = self.search_ids(matrix, k, params)
         keys_by_id = self._keys
         similarities, keys = [], []
         for score_row, id_row in zip(scores.tolist(), ids.tolist()):
@@ -681,8 +681,25 @@ class FaissIndex(Component):
             keys.append([keys_by_id[i] for i in id_row[:found]])
         return similarities, keys
 
-    def _search_ids(self, matrix: np.ndarray, k: int, params: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Similarities and FAISS ids (``-1`` padded) of the ``k`` nearest vectors."""
+    def search_ids(self, matrix: np.ndarray, k: int, params: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities and FAISS ids (``-1`` padded) of the ``k`` nearest vectors.
+
+        Internal API, for the library's own modules (tuning); it may change.
+
+        Parameters
+        ----------
+        matrix
+            Queries already checked and normalised by :meth:`prepare`.
+        k
+            Number of neighbours, at most ``len(self)``.
+        params
+            Search parameters, used as given (not merged with the defaults).
+
+        Returns
+        -------
+        similarities, ids
+            ``(nq, k)`` float32 and int64 arrays, best first.
+        """
         flat = self._flat_storage()
         # A memory-mapped FAISS file leaves the vectors at an odd address: NumPy would then
         # skip BLAS (10x slower than FAISS' own search there), so FAISS searches those.
@@ -709,19 +726,26 @@ class FaissIndex(Component):
             cache[key] = (self._index, faiss_search_parameters(self._index, params, self.factory_used))
         return cache[key][1]
 
-    def _exhaustive_ids(self, matrix: np.ndarray, k: int) -> np.ndarray:
-        """FAISS ids of the ``k`` nearest stored vectors by exhaustive search (tuning's ground truth)."""
+    def exhaustive_ids(self, matrix: np.ndarray, k: int) -> np.ndarray:
+        """FAISS ids of the ``k`` nearest stored vectors by exhaustive search (tuning's ground truth).
+
+        Internal API, for the library's own modules (tuning); it may change.
+        Every IVF list is scanned, an HNSW index's stored vectors are scanned
+        without the graph; other indexes search as usual. ``matrix`` is
+        prepared as for :meth:`search_ids`; the result is ``(nq, k)`` int64,
+        ``-1`` padded.
+        """
         faiss = _faiss()
         kind = index_kind(self._index)
         if kind == "ivf":
-            return self._search_ids(matrix, k, {"nprobe": ivf_lists(self._index)})[1]
+            return self.search_ids(matrix, k, {"nprobe": ivf_lists(self._index)})[1]
         if kind == "hnsw":
             core = faiss.downcast_index(self._index.index)
             storage = faiss.downcast_index(core.storage)
             _, positions = storage.search(matrix, k)
             id_map = faiss.vector_to_array(self._index.id_map)
             return np.where(positions >= 0, id_map[np.maximum(positions, 0)], -1)
-        return self._search_ids(matrix, k, {})[1]
+        return self.search_ids(matrix, k, {})[1]
 
     def set_search_params(self, **search_params: int) -> "FaissIndex":
         """Set default search parameters, e.g. ``index.set_search_params(nprobe=64)``; returns ``self``."""
@@ -751,6 +775,20 @@ class FaissIndex(Component):
             self, target_recall, k, sample_size, seed, apply=True, show_progress=show_progress, queries=queries
         )
 
+    def id_of(self, key: Hashable, default: int = -1) -> int:
+        """FAISS id of ``key``, ``default`` when it is not in the index (``TypeError`` when unhashable).
+
+        Internal API, for the library's own modules (rankers look up candidates); it may change.
+        """
+        return self._ids.get(key, default)
+
+    def held_ids(self) -> np.ndarray:
+        """FAISS ids of the keys held, as an int64 array in the order of :meth:`keys`.
+
+        Internal API, for the library's own modules (tuning samples them); it may change.
+        """
+        return np.fromiter(self._ids.values(), dtype=np.int64, count=len(self._ids))
+
     def ids_of(self, keys: Iterable[Hashable]) -> np.ndarray:
         """FAISS ids of ``keys`` as an int64 array, -1 for keys not in the index."""
         get = self._ids.get
@@ -758,7 +796,7 @@ class FaissIndex(Component):
 
     def reconstruct(self, keys: Sequence[Hashable]) -> np.ndarray:
         """The stored (normalised) vectors of ``keys``, as a ``(n, d)`` float32 array."""
-        self._check_indexed()
+        self.check_indexed()
         ids = self.ids_of(keys)
         if (ids < 0).any():
             missing = [key for key, id_ in zip(keys, ids.tolist()) if id_ < 0][:5]
@@ -827,7 +865,11 @@ class FaissIndex(Component):
         self._flat = (vectors, faiss.vector_to_array(self._index.id_map))
         return self._flat
 
-    def _check_indexed(self) -> None:
+    def check_indexed(self) -> None:
+        """Raise :class:`~cherche_faiss.exceptions.NotIndexedError` when the index holds no vector.
+
+        Internal API, for the library's own modules; it may change.
+        """
         if not self._ids:
             raise NotIndexedError(
                 "the index is empty: add vectors with FaissIndex.add(vectors, keys) before "

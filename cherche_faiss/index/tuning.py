@@ -125,7 +125,7 @@ def tune_search_params(
         raise InvalidInputError(f"target_recall must be a number in (0, 1], got {target_recall!r}.")
     k = check_positive_int(k, "k", allow_none=False)
     sample_size = check_positive_int(sample_size, "sample_size", allow_none=False)
-    index._check_indexed()
+    index.check_indexed()
     kind = index_kind(index.faiss_index)
     if kind == "other":
         result = TuningResult({}, 1.0, float(target_recall), k, 0, True)
@@ -134,7 +134,7 @@ def tune_search_params(
         return result
     rng = np.random.default_rng(seed)
     if queries is None:
-        ids = np.fromiter(index._ids.values(), dtype=np.int64, count=len(index))
+        ids = index.held_ids()
         own = np.sort(rng.choice(ids, size=min(sample_size, len(ids)), replace=False))
         queries = index.reconstruct_ids(own)
     else:
@@ -143,7 +143,7 @@ def tune_search_params(
             queries = queries[np.sort(rng.choice(len(queries), size=sample_size, replace=False))]
         own = np.full(len(queries), -2, dtype=np.int64)  # no query is one of the index's vectors
     depth = min(k + 1, len(index))
-    truth = index._exhaustive_ids(queries, depth)
+    truth = index.exhaustive_ids(queries, depth)
     if kind == "ivf":
         nlist = ivf_lists(index.faiss_index)
         values = [2**i for i in range(nlist.bit_length()) if 2**i < nlist] + [nlist]
@@ -156,7 +156,7 @@ def tune_search_params(
         for value in values:
             params = {name: value}
             start = time.perf_counter()
-            _, found = index._search_ids(queries, depth, params)
+            _, found = index.search_ids(queries, depth, params)
             elapsed = time.perf_counter() - start
             recall = _recall(found, truth, own, k)
             trials.append({"params": params, "recall": recall, "ms_per_query": 1000 * elapsed / len(own)})

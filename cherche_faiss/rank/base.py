@@ -91,7 +91,7 @@ class Ranker(DenseVectors, ComposeMixin, Component):
 
     def _candidate_ids(self, candidates: list[list[Mapping]]) -> np.ndarray:
         """FAISS ids of every candidate, flattened (-1: unknown to the ranker)."""
-        key, get = self.key, self.index._ids.get
+        key, get = self.key, self.index.id_of
         try:
             return np.fromiter((get(hit[key], -1) for hits in candidates for hit in hits), dtype=np.int64)
         except (TypeError, KeyError, IndexError):
