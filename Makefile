@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-unit test-gpu bench bench-full bench-smoke bench-quality bench-torch-free clean
+.PHONY: install demo test test-unit test-gpu docs bench bench-full bench-smoke bench-quality bench-torch-free clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration" tests/unit
+
+# The documentation site (docs/, mkdocs.yml): any warning fails the build. mkdocstrings reads the
+# docstrings statically, so nothing of the package (nor torch) is imported.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Cherche 2.2.1 is a baseline of the benchmarks only: the bench extra, never a runtime dependency.
 BENCH_STAMP := $(VENV)/.bench-stamp
