@@ -3,6 +3,7 @@ the metric, the normalisation and the device, pickled as plain CPU bytes."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
@@ -331,8 +332,26 @@ class FaissIndex(Component):
         return None if self._index is None else int(self._index.d)
 
     @property
+    def current_device(self) -> str:
+        """The device the index currently lives on (``"cpu"`` or ``"cuda:N"``).
+
+        ``device`` is what was asked for (``"auto"``, ``"cuda"`` ...); this is where it is.
+        """
+        return self._device
+
+    @property
     def on(self) -> str:
-        """The device the index currently lives on (``"cpu"`` or ``"cuda:N"``)."""
+        """Deprecated alias of :attr:`current_device`.
+
+        Retrievers and rankers name their text fields ``on``; an index's
+        device under the same name read as the same thing.
+        """
+        warnings.warn(
+            "FaissIndex.on is deprecated and will be removed: use FaissIndex.current_device "
+            "(the same value, the device the index lives on).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self._device
 
     @property

@@ -130,13 +130,13 @@ def _index(index: Any, path: str, indexes: list[dict[str, Any]], devices: set[st
         "dimension": index.d,
         "metric": index.metric,
         "normalize": index.normalize,
-        "device": index.on,
+        "device": index.current_device,
         "search_params": dict(index.search_params),
     }
     if index.choice is not None:
         described["chosen_because"] = index.choice["reason"]
     indexes.append(described)
-    devices.add(index.on)
+    devices.add(index.current_device)
     return described
 
 
