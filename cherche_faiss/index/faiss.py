@@ -935,10 +935,6 @@ class FaissIndex(Component):
         data = state.pop("index_bytes")
         checksum = state.pop("index_checksum", None)
         saved_device = state.pop("_device")
-        # Attributes added after the first release: older states get their defaults.
-        for name, default in (("search_params", {}), ("expected_size", None), ("memory_budget", None),
-                              ("target_recall", 0.95), ("_choice", None)):
-            state.setdefault(name, default)
         self.__dict__.update(state)
         self._choice = _choice_from_state(self._choice)
         index = None
