@@ -16,7 +16,6 @@ import inspect
 import json
 import os
 import shutil
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core.versions import imported_versions
 from .._version import __version__
 from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, MissingDependencyError
 from ._onnx_files import FORMAT, FORMAT_VERSION, MANIFEST, MODEL, TOKENIZER, OnnxSettings, check_prompt_pooling, sha256_of
@@ -238,12 +238,8 @@ def _fidelity(model: Any, folder: Path, quantize: str | None) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    found = {"cherche_faiss": __version__}
-    for module in ("torch", "transformers", "sentence_transformers", "onnx", "onnxruntime", "tokenizers"):
-        version = getattr(sys.modules.get(module), "__version__", None)
-        if version:
-            found[module] = str(version)
-    return found
+    modules = ("torch", "transformers", "sentence_transformers", "onnx", "onnxruntime", "tokenizers")
+    return {"cherche_faiss": __version__, **imported_versions(modules)}
 
 
 def _file_table(folder: Path) -> dict[str, dict[str, Any]]:

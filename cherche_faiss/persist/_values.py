@@ -41,6 +41,7 @@ import numpy as np
 
 from .._core.saved_file import SavedFile
 from ..exceptions import CorruptFileError, IncompatibleStateError, InvalidTypeError
+from . import _json
 
 __all__ = ["Writer", "Reader", "ValueEncoder", "ValueDecoder", "SPILL"]
 
@@ -358,7 +359,7 @@ class ValueDecoder:
                 return SavedFile(path, path.stat().st_size)
             return path.read_bytes()
         if tag == "$json":
-            items = _read_json(self.reader.path(body, where), where)
+            items = _json.read(self.reader.path(body, where), where)
             if not isinstance(items, (list, dict)) or (isinstance(items, dict) and any(key.startswith("$") for key in items)):
                 raise _damaged(where, value)
             if any(isinstance(item, (list, dict)) for item in (items.values() if isinstance(items, dict) else items)):
@@ -369,7 +370,7 @@ class ValueDecoder:
             items = []
             with open(path, encoding="utf-8") as handle:
                 for number, line in enumerate(handle):
-                    items.append(self.decode(_loads(line, f"{body} line {number + 1}"), f"{where}[{number}]", inline=True))
+                    items.append(self.decode(_json.loads(line, f"{body} line {number + 1}"), f"{where}[{number}]", inline=True))
             return items
         if tag == "$object" and isinstance(body, str):
             handler = self.objects(body)
@@ -402,25 +403,6 @@ def _is_sparse(value: Any) -> bool:
     import scipy.sparse as sp
 
     return sp.issparse(value)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _loads(text: str, what: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:
-        raise CorruptFileError(f"{what} is not valid JSON ({error}).") from None
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise CorruptFileError(f"{what}: {path.name} is not UTF-8 text ({error}).") from None
-    return _loads(text, f"{what} ({path.name})")
 
 
 def _damaged(where: str, value: Any) -> IncompatibleStateError:

@@ -30,13 +30,13 @@ import hashlib
 import json
 import os
 import platform
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from .._core.device import parse_device
 from .._core.component import Component
+from .._core.device import parse_device
+from .._core.versions import imported_versions
 from .._version import __version__
 from ..exceptions import (
     CherFaissError,
@@ -46,7 +46,7 @@ from ..exceptions import (
     InvalidTypeError,
     MissingFileError,
 )
-from . import _atomic
+from . import _atomic, _json
 from ._digest import file_entry, verify_files
 from ._onnx_copies import check_backend, onnx_copies_for
 from ._tree import ALLOWED, LoadContext, Loader, Saver
@@ -59,6 +59,8 @@ FORMAT = "cherche_faiss.save"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _MANIFEST_LIMIT = 256 << 20  # a manifest holds no bulk data: anything larger is not one
+# The libraries whose files a save holds, recorded in the manifest when they are imported.
+_WRITERS = ("numpy", "faiss", "scipy", "sklearn", "bm25s")
 
 # Upgrades of older format versions: {old version: function(manifest) -> manifest of the next version}.
 _UPGRADES: dict[int, Any] = {}
@@ -82,13 +84,7 @@ def _is_save(folder: Path) -> bool:
 
 def _versions() -> dict[str, str]:
     """Versions of what wrote the files (for people reading the manifest; never checked)."""
-    found = {"python": platform.python_version()}
-    for module in ("numpy", "faiss", "scipy", "sklearn", "bm25s"):
-        imported = sys.modules.get(module)
-        version = getattr(imported, "__version__", None)
-        if version:
-            found[module] = str(version)
-    return found
+    return {"python": platform.python_version(), **imported_versions(_WRITERS)}
 
 
 def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
@@ -202,7 +198,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     if manifest_path.stat().st_size > _MANIFEST_LIMIT:
         raise CorruptFileError(f"{manifest_path} is larger than any manifest ({_MANIFEST_LIMIT >> 20} MiB).")
     try:
-        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
+        manifest = _json.parse(manifest_path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise CorruptFileError(
             f"{manifest_path} is not valid JSON ({error}): the file was truncated or damaged. "
@@ -218,10 +214,6 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
             "pipeline again, or restore the folder from a backup."
         )
     return _upgrade(manifest, manifest_path)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _upgrade(manifest: dict[str, Any], where: Path) -> dict[str, Any]:

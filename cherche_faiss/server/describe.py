@@ -10,6 +10,7 @@ import platform
 import sys
 from typing import Any
 
+from .._core.versions import imported_versions
 from .._version import __version__
 
 __all__ = ["describe", "versions"]
@@ -69,9 +70,7 @@ def versions() -> dict[str, str | None]:
     faiss = sys.modules.get("faiss")
     if faiss is not None:  # faiss-gpu installs under another distribution name
         found["faiss"] = getattr(faiss, "__version__", found["faiss"])
-    for module in ("torch", "sentence_transformers"):  # only when the pipeline loaded them
-        if module in sys.modules:
-            found[module] = getattr(sys.modules[module], "__version__", None)
+    found.update(imported_versions(("torch", "sentence_transformers")))  # only when the pipeline loaded them
     return found
 
 
