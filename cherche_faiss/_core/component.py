@@ -22,7 +22,9 @@ from ..exceptions import CherFaissError, IncompatibleStateError, InconsistentVer
 
 __all__ = ["Component"]
 
-_VERSION_KEY = "_cherche_faiss_version"
+#: The key of a pickled component's state that holds the version that pickled it (read by
+#: ``cherche_faiss.persist.versions`` without unpickling).
+VERSION_KEY = "_cherche_faiss_version"
 
 
 class Component:
@@ -99,7 +101,7 @@ class Component:
 
     def __getstate__(self) -> dict[str, Any]:
         return {
-            _VERSION_KEY: __version__,
+            VERSION_KEY: __version__,
             "_class": f"{type(self).__module__}.{type(self).__qualname__}",
             "_state_version": self._state_version,
             "state": self._get_state(),
@@ -107,14 +109,14 @@ class Component:
 
     def __setstate__(self, state: Any) -> None:
         name = f"{type(self).__module__}.{type(self).__qualname__}"
-        if not isinstance(state, dict) or _VERSION_KEY not in state or "state" not in state:
+        if not isinstance(state, dict) or VERSION_KEY not in state or "state" not in state:
             raise IncompatibleStateError(
                 f"cannot restore a {type(self).__name__} from this pickle: its state is a "
                 f"{type(state).__name__} without the cherche_faiss version stamp. It was not "
                 "written by cherche_faiss (or by a pre-release); rebuild the component and "
                 "pickle it again."
             )
-        saved_version = state[_VERSION_KEY]
+        saved_version = state[VERSION_KEY]
         if saved_version != __version__:
             warnings.warn(
                 f"this {type(self).__name__} was pickled by cherche_faiss {saved_version} and "

@@ -1,21 +1,20 @@
-"""Loading what ``cherche-faiss serve`` serves: the safe folder format, or a trusted pickle."""
+"""Loading what ``cherche-faiss serve`` serves: the safe folder format, or a trusted pickle.
+
+:func:`saved_version` (the version that wrote a file, for ``GET /info``) is persistence logic: it
+lives in :mod:`cherche_faiss.persist.versions` and is re-exported here.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import pickletools
 from pathlib import Path
 from typing import Any
 
 from .._core.device import parse_device
 from ..exceptions import InvalidInputError, InvalidTypeError, MissingFileError
+from ..persist.versions import saved_version
 
 __all__ = ["load_served", "saved_version"]
-
-_VERSION_KEY = "_cherche_faiss_version"
-# The version stamp of the outermost component comes first in its pickle: never read further.
-_MAX_OPCODES = 10_000
 
 
 def load_served(
@@ -115,49 +114,3 @@ def load_served(
 
     return load_pickle(path)
 
-
-def saved_version(path: str | os.PathLike) -> str | None:
-    """The cherche_faiss version that wrote ``path``, read without loading it; None if unknown.
-
-    For a pickle, the version stamp of the outermost component is read from
-    the first opcodes (``pickletools`` only parses them: nothing is executed).
-    For a folder, the version its manifest records, when it has one.
-
-    Examples
-    --------
-    >>> import pickle, tempfile
-    >>> from cherche_faiss import __version__, retrieve
-    >>> retriever = retrieve.TfIdf(key="id", on="title", documents=[{"id": 0, "title": "Paris"}])
-    >>> path = tempfile.mkdtemp() + "/search.pkl"
-    >>> with open(path, "wb") as handle:
-    ...     pickle.dump(retriever, handle)
-    >>> saved_version(path) == __version__
-    True
-    """
-    path = Path(path)
-    if path.is_dir():
-        return _manifest_version(path)
-    try:
-        with open(path, "rb") as handle:
-            found_key = False
-            for position, (opcode, argument, _) in enumerate(pickletools.genops(handle)):
-                if position > _MAX_OPCODES:
-                    return None
-                if not isinstance(argument, str):
-                    continue
-                if found_key:
-                    return argument
-                found_key = argument == _VERSION_KEY
-    except (OSError, ValueError, EOFError):
-        return None
-    return None
-
-
-def _manifest_version(folder: Path) -> str | None:
-    """The version a save's manifest records (read as JSON only: its checks run when it loads)."""
-    try:
-        content = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    version = content.get("cherche_faiss_version") if isinstance(content, dict) else None
-    return version if isinstance(version, str) else None
