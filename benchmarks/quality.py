@@ -2,8 +2,8 @@
 
     python benchmarks/quality.py            # about 4 minutes on 2 cores (MiniLM encodes 5,183 abstracts)
 
-Writes ``results/quality.json`` and ``results/quality.md``; the README's quality
-table is this output. Published references: all-MiniLM-L6-v2 exact search
+Writes ``results/quality.json`` and ``results/quality.md``; the quality
+table in docs/quality.md is this output. Published references: all-MiniLM-L6-v2 exact search
 nDCG@10 = 0.645 (MTEB), BM25 = 0.665 (BEIR), Cherche 2.2.1's character-n-gram
 BM25 = 0.6815 (measured on this split).
 """

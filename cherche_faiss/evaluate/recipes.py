@@ -1,7 +1,7 @@
 """Named pipelines for evaluation: BM25, TF-IDF, dense, and their hybrids.
 
 Used by ``cherche-faiss evaluate`` and the quality benchmark, so that the
-README's table comes from the command it shows.
+quality table (docs/quality.md) comes from the command it shows.
 """
 
 from __future__ import annotations

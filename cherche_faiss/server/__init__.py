@@ -10,7 +10,7 @@ share: start, stop, ``/info``), ``batching`` (the micro-batcher and its bounded
 queue), ``worker`` (what runs in its thread), ``counters`` (its counters and
 retry hint), ``schemas`` (request and response models), ``guard`` (API key and body size),
 ``threads`` (the thread policy), ``loading`` (what ``serve`` loads), ``runner``
-(uvicorn on a bound socket). What ``/info`` shows comes from :mod:`cherche_faiss.describe`.
+(uvicorn on a bound socket). What ``/info`` shows comes from :mod:`cherche_faiss.server.describe`.
 """
 
 from .describe import describe

@@ -1,7 +1,7 @@
 """Quality regression on SciFact (../shared/data/scifact): fast checks for CI.
 
 The full evaluation (every pipeline, 300 queries, MiniLM over 5,183 abstracts)
-is `cherche-faiss evaluate`, whose table is in the README."""
+is `cherche-faiss evaluate`, whose table is in docs/quality.md."""
 
 from __future__ import annotations
 
