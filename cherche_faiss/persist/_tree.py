@@ -22,9 +22,10 @@ from ..exceptions import (
     NotIndexedError,
     UnknownKeyError,
 )
+from ._files import Reader, Writer
 from ._onnx_copies import OnnxCopies, chosen_node
 from ._types import handler_for, handler_named
-from ._values import Reader, ValueDecoder, ValueEncoder, Writer
+from ._values import ValueDecoder, ValueEncoder
 
 __all__ = ["ALLOWED", "LoadContext", "Saver", "Loader"]
 

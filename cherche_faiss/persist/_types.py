@@ -34,9 +34,7 @@ class FaissIndexFile:
     def save(self, index: Any, encoder: Any, where: str, stem: str) -> Any:
         import faiss
 
-        name, path = encoder.writer.reserve(stem, ".faiss")
-        faiss.write_index(index, str(path))
-        encoder.writer.wrote(name)
+        name = encoder.writer.file(stem, lambda path: faiss.write_index(index, str(path)), ".faiss")
         layout = "ivf" if faiss.try_extract_index_ivf(index) is not None else "codes"
         return {"file": name, "layout": layout, "ntotal": int(index.ntotal), "d": int(index.d)}
 
@@ -177,9 +175,8 @@ class BM25sModel:
         return type(value).__name__ == "BM25" and type(value).__module__.split(".")[0] == "bm25s"
 
     def save(self, model: Any, encoder: Any, where: str, stem: str) -> Any:
-        name, path = encoder.writer.reserve(stem)
-        model.save(str(path), corpus=None, allow_pickle=False, show_progress=False)
-        encoder.writer.wrote(name)
+        name = encoder.writer.file(stem, lambda path: model.save(str(path), corpus=None, allow_pickle=False,
+                                                                 show_progress=False))
         return {"folder": name, "documents": int(model.scores["num_docs"])}
 
     def load(self, value: Any, decoder: Any, where: str) -> Any:

@@ -35,15 +35,16 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .._core.saved_file import SavedFile
 from ..exceptions import CorruptFileError, IncompatibleStateError, InvalidTypeError
 from . import _json
+from ._files import Reader, Writer
 
-__all__ = ["Writer", "Reader", "ValueEncoder", "ValueDecoder", "SPILL"]
+__all__ = ["ValueEncoder", "ValueDecoder", "SPILL"]
 
 #: Lists and dicts longer than this go to a file of their own instead of the manifest.
 SPILL = 64
@@ -54,60 +55,6 @@ def _part(text: str) -> str:
     """``text`` as a safe piece of a file name."""
     cleaned = re.sub(r"[^A-Za-z0-9_.\-]+", "_", str(text)).strip("._") or "x"
     return cleaned[:60]
-
-
-class Writer:
-    """Hands out unique file names inside the folder being saved and records what was written."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.written: list[str] = []  # relative names, in order
-        self._taken: set[str] = set()
-
-    def reserve(self, stem: str, suffix: str = "") -> tuple[str, Path]:
-        """A new relative name ``stem + suffix`` (made unique) and its path; parent folders exist."""
-        name = stem + suffix
-        number = 1
-        while name in self._taken or name.lower() in self._taken:
-            number += 1
-            name = f"{stem}-{number}{suffix}"
-        self._taken.update((name, name.lower()))
-        path = self.folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return name, path
-
-    def wrote(self, name: str) -> None:
-        """Record a file written at ``name`` (or every file under the folder ``name``)."""
-        path = self.folder / name
-        if path.is_dir():
-            for file in sorted(path.rglob("*")):
-                if file.is_file():
-                    self.written.append(file.relative_to(self.folder).as_posix())
-        else:
-            self.written.append(name)
-
-
-class Reader:
-    """Gives the decoders the paths of files the manifest names (and that were verified)."""
-
-    def __init__(self, folder: Path, files: set[str], mmap: bool = False) -> None:
-        self.folder = folder
-        self.files = files
-        self.mmap = mmap
-
-    def path(self, name: Any, what: str) -> Path:
-        if not isinstance(name, str) or name not in self.files:
-            raise CorruptFileError(
-                f"{what} refers to {name!r}, which is not a file of this save's manifest: the manifest "
-                "was edited or damaged. Save the pipeline again."
-            )
-        return self.folder / name
-
-    def folder_of(self, name: Any, what: str) -> Path:
-        """A folder of files written by another library (bm25s); every file in it is in the manifest."""
-        if not isinstance(name, str) or not any(file.startswith(name + "/") for file in self.files):
-            raise CorruptFileError(f"{what} refers to the folder {name!r}, which holds no file of this save.")
-        return self.folder / name
 
 
 def _safe_name(key: str) -> bool:
@@ -175,15 +122,9 @@ class ValueEncoder:
         if isinstance(value, np.ndarray):
             return {"$array": self._array(value, where, stem)}
         if isinstance(value, (bytes, bytearray, memoryview)):
-            name, path = self.writer.reserve(stem)
-            path.write_bytes(bytes(value))
-            self.writer.wrote(name)
-            return {"$bytes": name}
+            return {"$bytes": self.writer.file(stem, lambda path: path.write_bytes(bytes(value)))}
         if isinstance(value, SavedFile):  # from a mapped load: copied file to file, never read whole
-            name, path = self.writer.reserve(stem)
-            shutil.copyfile(value.path, path)
-            self.writer.wrote(name)
-            return {"$bytes": name}
+            return {"$bytes": self.writer.file(stem, lambda path: shutil.copyfile(value.path, path))}
         if _is_sparse(value):
             return self._sparse(value, where, stem)
         handler = self.objects(value)
@@ -223,18 +164,16 @@ class ValueEncoder:
                 "n": len(value),
             }
         if all(_plain_json(item) for item in value):
-            name, path = self.writer.reserve(stem, ".json")
-            path.write_text(json.dumps(value, ensure_ascii=False, allow_nan=False), encoding="utf-8")
-            self.writer.wrote(name)
-            return {"$json": name, "n": len(value)}
-        name, path = self.writer.reserve(stem, ".jsonl")
-        with open(path, "w", encoding="utf-8") as handle:
-            for i, item in enumerate(value):
-                encoded = self.encode(item, f"{where}[{i}]", stem, inline=True)
-                handle.write(json.dumps(encoded, ensure_ascii=False, allow_nan=False))
-                handle.write("\n")
-        self.writer.wrote(name)
-        return {"$jsonl": name, "n": len(value)}
+            return self._json_file(value, stem)
+
+        def write_lines(path: Path) -> None:
+            with open(path, "w", encoding="utf-8") as handle:
+                for i, item in enumerate(value):
+                    encoded = self.encode(item, f"{where}[{i}]", stem, inline=True)
+                    handle.write(json.dumps(encoded, ensure_ascii=False, allow_nan=False))
+                    handle.write("\n")
+
+        return {"$jsonl": self.writer.file(stem, write_lines, ".jsonl"), "n": len(value)}
 
     def _dict(self, value: dict, where: str, stem: str, inline: bool) -> Any:
         plain_keys = all(isinstance(key, str) and not key.startswith("$") for key in value)
@@ -244,14 +183,17 @@ class ValueEncoder:
                 for key, item in value.items()
             }
         if plain_keys and all(_plain_json(item) for item in value.values()):
-            name, path = self.writer.reserve(stem, ".json")
-            path.write_text(json.dumps(value, ensure_ascii=False, allow_nan=False), encoding="utf-8")
-            self.writer.wrote(name)
-            return {"$json": name, "n": len(value)}
+            return self._json_file(value, stem)
         pairs = [[key, item] for key, item in value.items()]
         if len(pairs) <= SPILL or inline:
             return {"$dict": [self.encode(pair, f"{where}[{pair[0]!r}]", stem, inline) for pair in pairs]}
         return {"$dict": self._list([(key, item) for key, item in value.items()], where, stem, inline)}
+
+    def _json_file(self, value: list | dict, stem: str) -> dict[str, Any]:
+        """A long list or dict of plain JSON values, in a ``.json`` file of its own."""
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        return {"$json": self.writer.file(stem, lambda path: path.write_text(text, encoding="utf-8"), ".json"),
+                "n": len(value)}
 
     # -- arrays -------------------------------------------------------------------------------
     def _array(self, array: np.ndarray, where: str, stem: str) -> str:
@@ -260,22 +202,20 @@ class ValueEncoder:
                 f"cannot save {where}: a NumPy array of dtype {array.dtype} (objects or records need pickle). "
                 "Store numbers or fixed-width strings."
             )
-        name, path = self.writer.reserve(stem, ".npy")
-        np.save(path, array, allow_pickle=False)
-        self.writer.wrote(name)
-        return name
+        return self.writer.file(stem, lambda path: np.save(path, array, allow_pickle=False), ".npy")
 
     def _sparse(self, matrix: Any, where: str, stem: str) -> Any:
         import scipy.sparse as sp
 
-        name, path = self.writer.reserve(stem, ".npz")
-        sp.save_npz(path, matrix, compressed=False)
-        self.writer.wrote(name)
-        return {"$sparse": name}
+        return {"$sparse": self.writer.file(stem, lambda path: sp.save_npz(path, matrix, compressed=False), ".npz")}
 
 
 class ValueDecoder:
-    """Decode what :class:`ValueEncoder` wrote; every malformed value is a library error."""
+    """Decode what :class:`ValueEncoder` wrote; every malformed value is a library error.
+
+    Each tag is read by its own method (``_TAGS``); a method raises on a body of
+    the wrong shape, and an unknown tag is refused.
+    """
 
     def __init__(self, reader: Reader, component: Callable[[Any, str], Any], objects: Callable[[str], Any]) -> None:
         self.reader = reader
@@ -295,92 +235,123 @@ class ValueDecoder:
         if not tags:
             return {key: self.decode(item, f"{where}[{key!r}]", inline) for key, item in value.items()}
         tag = tags[0]
-        body = value[tag]
-        decoded = self._tagged(tag, body, value, where, inline)
+        read = self._TAGS.get(tag)
+        if read is None or (inline and tag not in self._INLINE):
+            raise _damaged(where, value)  # an unknown tag, or a line of a file naming a file or component
+        decoded = read(self, value[tag], value, where, inline)
         if "n" in value and (not isinstance(decoded, (list, dict)) or len(decoded) != value["n"]):
             raise _damaged(where, value)  # the length written beside a file's name
         return decoded
 
-    def _tagged(self, tag: str, body: Any, value: dict, where: str, inline: bool) -> Any:
-        if tag == "$tuple" and isinstance(body, list):
-            return tuple(self.decode(item, f"{where}[{i}]", inline) for i, item in enumerate(body))
-        if tag == "$dict":
-            pairs = self.decode(body, where, inline)
-            if not isinstance(pairs, list) or not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in pairs):
-                raise _damaged(where, value)
-            try:
-                return {key: item for key, item in pairs}
-            except TypeError:  # an unhashable key
-                raise _damaged(where, value) from None
-        if tag == "$float" and body in ("nan", "inf", "-inf"):
-            return float(body)
-        if tag == "$dtype" and isinstance(body, str):
+    # -- tags that may appear anywhere, lines of files included ------------------------------------
+    def _as_tuple(self, body: Any, value: dict, where: str, inline: bool) -> tuple:
+        if not isinstance(body, list):
+            raise _damaged(where, value)
+        return tuple(self.decode(item, f"{where}[{i}]", inline) for i, item in enumerate(body))
+
+    def _as_dict(self, body: Any, value: dict, where: str, inline: bool) -> dict:
+        pairs = self.decode(body, where, inline)
+        if not isinstance(pairs, list) or not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in pairs):
+            raise _damaged(where, value)
+        try:
+            return {key: item for key, item in pairs}
+        except TypeError:  # an unhashable key
+            raise _damaged(where, value) from None
+
+    def _as_float(self, body: Any, value: dict, where: str, inline: bool) -> float:
+        if body not in ("nan", "inf", "-inf"):
+            raise _damaged(where, value)
+        return float(body)
+
+    def _as_dtype(self, body: Any, value: dict, where: str, inline: bool) -> type:
+        if isinstance(body, str):
             try:
                 return np.dtype(body).type
-            except TypeError:
-                raise _damaged(where, value) from None
-        if inline:
+            except TypeError:  # a name NumPy does not know
+                pass
+        raise _damaged(where, value)
+
+    # -- tags that name components and files (never inside a file) ---------------------------------
+    def _as_component(self, body: Any, value: dict, where: str, inline: bool) -> Any:
+        return self.component(body, where)
+
+    def _as_array(self, body: Any, value: dict, where: str, inline: bool) -> np.ndarray:
+        return self.array(body, where)
+
+    def _as_ints(self, body: Any, value: dict, where: str, inline: bool) -> list:
+        ints = self.array(body, where)
+        if ints.ndim != 1 or ints.dtype != np.int64:
             raise _damaged(where, value)
-        if tag == "$component":
-            return self.component(body, where)
-        if tag == "$array":
-            return self.array(body, where)
-        if tag == "$ints":
-            ints = self.array(body, where)
-            if ints.ndim != 1 or ints.dtype != np.int64:
-                raise _damaged(where, value)
-            values = ints.tolist()
-            if "none" in value:
-                missing = self.array(value["none"], where)
-                if missing.ndim != 1 or missing.dtype.kind not in "iu" or (missing.size and (missing.min() < 0 or missing.max() >= len(values))):
-                    raise _damaged(where, value)
-                for i in missing.tolist():
-                    values[i] = None
-            return values
-        if tag == "$ragged" and isinstance(body, dict):
-            values = self.array(body.get("values"), where)
-            offsets = self.array(body.get("offsets"), where)
-            if (
-                values.ndim != 1 or offsets.ndim != 1 or offsets.dtype != np.int64 or len(offsets) < 1
-                or offsets[0] != 0 or offsets[-1] != len(values) or (np.diff(offsets) < 0).any()
+        values = ints.tolist()
+        if "none" in value:
+            missing = self.array(value["none"], where)
+            if missing.ndim != 1 or missing.dtype.kind not in "iu" or (
+                missing.size and (missing.min() < 0 or missing.max() >= len(values))
             ):
                 raise _damaged(where, value)
-            return [values[start:stop] for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
-        if tag == "$sparse":
-            import scipy.sparse as sp
+            for i in missing.tolist():
+                values[i] = None
+        return values
 
-            try:
-                return sp.load_npz(self.reader.path(body, where)).tocsr()
-            except (ValueError, OSError, KeyError, TypeError) as error:
-                raise CorruptFileError(f"{where}: cannot read the sparse matrix {body!r} ({error}).") from None
-        if tag == "$bytes":
-            path = self.reader.path(body, where)
-            if self.reader.mmap:  # the files stay in place: consumers read them when they need them
-                return SavedFile(path, path.stat().st_size)
-            return path.read_bytes()
-        if tag == "$json":
-            items = _json.read(self.reader.path(body, where), where)
-            if not isinstance(items, (list, dict)) or (isinstance(items, dict) and any(key.startswith("$") for key in items)):
-                raise _damaged(where, value)
-            if any(isinstance(item, (list, dict)) for item in (items.values() if isinstance(items, dict) else items)):
-                raise _damaged(where, value)  # only plain values are written there
-            return items
-        if tag == "$jsonl":
-            path = self.reader.path(body, where)
-            items = []
-            with open(path, encoding="utf-8") as handle:
-                for number, line in enumerate(handle):
-                    items.append(self.decode(_json.loads(line, f"{body} line {number + 1}"), f"{where}[{number}]", inline=True))
-            return items
-        if tag == "$object" and isinstance(body, str):
-            handler = self.objects(body)
-            if handler is None:
-                raise IncompatibleStateError(
-                    f"{where} holds an object of kind {body!r}, which this version of cherche_faiss does not "
-                    "know how to rebuild. Load the save with the version that wrote it."
-                )
-            return handler.load(value.get("value"), self, where)
-        raise _damaged(where, value)
+    def _as_ragged(self, body: Any, value: dict, where: str, inline: bool) -> list:
+        if not isinstance(body, dict):
+            raise _damaged(where, value)
+        values = self.array(body.get("values"), where)
+        offsets = self.array(body.get("offsets"), where)
+        if (
+            values.ndim != 1 or offsets.ndim != 1 or offsets.dtype != np.int64 or len(offsets) < 1
+            or offsets[0] != 0 or offsets[-1] != len(values) or (np.diff(offsets) < 0).any()
+        ):
+            raise _damaged(where, value)
+        return [values[start:stop] for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+
+    def _as_sparse(self, body: Any, value: dict, where: str, inline: bool) -> Any:
+        import scipy.sparse as sp
+
+        try:
+            return sp.load_npz(self.reader.path(body, where)).tocsr()
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            raise CorruptFileError(f"{where}: cannot read the sparse matrix {body!r} ({error}).") from None
+
+    def _as_bytes(self, body: Any, value: dict, where: str, inline: bool) -> bytes | SavedFile:
+        path = self.reader.path(body, where)
+        if self.reader.mmap:  # the files stay in place: consumers read them when they need them
+            return SavedFile(path, path.stat().st_size)
+        return path.read_bytes()
+
+    def _as_json(self, body: Any, value: dict, where: str, inline: bool) -> list | dict:
+        items = _json.read(self.reader.path(body, where), where)
+        if not isinstance(items, (list, dict)) or (isinstance(items, dict) and any(key.startswith("$") for key in items)):
+            raise _damaged(where, value)
+        if any(isinstance(item, (list, dict)) for item in (items.values() if isinstance(items, dict) else items)):
+            raise _damaged(where, value)  # only plain values are written there
+        return items
+
+    def _as_jsonl(self, body: Any, value: dict, where: str, inline: bool) -> list:
+        with open(self.reader.path(body, where), encoding="utf-8") as handle:
+            return [
+                self.decode(_json.loads(line, f"{body} line {number + 1}"), f"{where}[{number}]", inline=True)
+                for number, line in enumerate(handle)
+            ]
+
+    def _as_object(self, body: Any, value: dict, where: str, inline: bool) -> Any:
+        if not isinstance(body, str):
+            raise _damaged(where, value)
+        handler = self.objects(body)
+        if handler is None:
+            raise IncompatibleStateError(
+                f"{where} holds an object of kind {body!r}, which this version of cherche_faiss does not "
+                "know how to rebuild. Load the save with the version that wrote it."
+            )
+        return handler.load(value.get("value"), self, where)
+
+    #: The method that reads each tag, and the tags a line of a ``.jsonl`` file may hold.
+    _TAGS: ClassVar[dict[str, Callable[..., Any]]] = {
+        "$tuple": _as_tuple, "$dict": _as_dict, "$float": _as_float, "$dtype": _as_dtype,
+        "$component": _as_component, "$array": _as_array, "$ints": _as_ints, "$ragged": _as_ragged,
+        "$sparse": _as_sparse, "$bytes": _as_bytes, "$json": _as_json, "$jsonl": _as_jsonl, "$object": _as_object,
+    }
+    _INLINE: ClassVar[frozenset[str]] = frozenset({"$tuple", "$dict", "$float", "$dtype"})
 
     def array(self, name: Any, where: str) -> np.ndarray:
         path = self.reader.path(name, where)

@@ -48,9 +48,9 @@ from ..exceptions import (
 )
 from . import _atomic, _json
 from ._digest import file_entry, verify_files
+from ._files import Reader
 from ._onnx_copies import check_backend, onnx_copies_for
 from ._tree import ALLOWED, LoadContext, Loader, Saver
-from ._values import Reader
 
 __all__ = ["save", "load", "read_manifest", "ALLOWED", "FORMAT", "FORMAT_VERSION"]
 

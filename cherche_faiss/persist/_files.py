@@ -1,0 +1,82 @@
+"""Where the values of a save go as files, and where a load finds them.
+
+:class:`Writer` names each file a save writes (unique, readable names after
+the component and attribute) and records it for the manifest's file table;
+:class:`Reader` hands the decoders only files that table names, which the load
+has verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import CorruptFileError
+
+__all__ = ["Writer", "Reader"]
+
+
+class Writer:
+    """Hands out unique file names inside the folder being saved and records what was written."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.written: list[str] = []  # relative names, in order
+        self._taken: set[str] = set()
+
+    def file(self, stem: str, write: Callable[[Path], Any], suffix: str = "") -> str:
+        """Write a new file (or a folder of files) with ``write(path)``; its relative name.
+
+        The name is ``stem + suffix``, numbered when taken, and every file
+        written there is recorded for the manifest.
+        """
+        name, path = self._reserve(stem, suffix)
+        write(path)
+        self._wrote(name)
+        return name
+
+    def _reserve(self, stem: str, suffix: str) -> tuple[str, Path]:
+        """A new relative name ``stem + suffix`` (made unique) and its path; parent folders exist."""
+        name = stem + suffix
+        number = 1
+        while name in self._taken or name.lower() in self._taken:
+            number += 1
+            name = f"{stem}-{number}{suffix}"
+        self._taken.update((name, name.lower()))
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return name, path
+
+    def _wrote(self, name: str) -> None:
+        """Record a file written at ``name`` (or every file under the folder ``name``)."""
+        path = self.folder / name
+        if path.is_dir():
+            for file in sorted(path.rglob("*")):
+                if file.is_file():
+                    self.written.append(file.relative_to(self.folder).as_posix())
+        else:
+            self.written.append(name)
+
+
+class Reader:
+    """Gives the decoders the paths of files the manifest names (and that were verified)."""
+
+    def __init__(self, folder: Path, files: set[str], mmap: bool = False) -> None:
+        self.folder = folder
+        self.files = files
+        self.mmap = mmap
+
+    def path(self, name: Any, what: str) -> Path:
+        if not isinstance(name, str) or name not in self.files:
+            raise CorruptFileError(
+                f"{what} refers to {name!r}, which is not a file of this save's manifest: the manifest "
+                "was edited or damaged. Save the pipeline again."
+            )
+        return self.folder / name
+
+    def folder_of(self, name: Any, what: str) -> Path:
+        """A folder of files written by another library (bm25s); every file in it is in the manifest."""
+        if not isinstance(name, str) or not any(file.startswith(name + "/") for file in self.files):
+            raise CorruptFileError(f"{what} refers to the folder {name!r}, which holds no file of this save.")
+        return self.folder / name
