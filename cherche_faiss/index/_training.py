@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from .._core.progress import progress
+from ..exceptions import InvalidInputError
 from ._search_params import ivf_lists
 from .auto import MIN_POINTS_PER_CENTROID
 
-__all__ = ["centroids_to_train", "minimum_training_size", "default_training_size", "train_index"]
+__all__ = ["centroids_to_train", "default_training_size", "minimum_training_size", "train_index", "training_sample"]
 
 TRAIN_POINTS_PER_CENTROID = 50
 SQ_TRAIN_SIZE = 65_536
@@ -68,6 +69,47 @@ def default_training_size(index: Any) -> int:
     """Vectors sampled to train ``index`` when ``train_size`` is not given."""
     centroids = centroids_to_train(index)
     return TRAIN_POINTS_PER_CENTROID * centroids if centroids else SQ_TRAIN_SIZE
+
+
+def training_sample(index: Any, matrix: np.ndarray, size: int, description: str) -> np.ndarray:
+    """The vectors of ``matrix`` to train ``index`` on: ``size`` of them at most, C-contiguous.
+
+    Parameters
+    ----------
+    index
+        The untrained ``faiss.Index``.
+    matrix
+        The first vectors added, ``(n, d)`` float32.
+    size
+        Vectors to train on (``train_size``, else :func:`default_training_size`).
+    description
+        The index's factory string, for error messages.
+
+    Raises
+    ------
+    InvalidInputError
+        When ``size`` or ``matrix`` has fewer vectors than :func:`minimum_training_size`.
+    """
+    needed = minimum_training_size(index)
+    if size < needed:
+        raise InvalidInputError(
+            f"train_size={size:,} is too small for index {description!r}: its k-means needs "
+            f"at least {needed:,} vectors (39 per centroid, FAISS' minimum). Raise train_size or "
+            "choose fewer IVF lists."
+        )
+    if len(matrix) < needed:
+        raise InvalidInputError(
+            f"index {description!r} must be trained on at least {needed:,} vectors (39 per "
+            f"k-means centroid, FAISS' minimum) but only {len(matrix):,} arrived before training. "
+            "Add more documents in the first call, or choose a smaller index: fewer IVF lists "
+            "(about 4*sqrt(number of documents), at most documents/39), or 'Flat' below 100,000 "
+            "documents (factory='auto' does this)."
+        )
+    sample = matrix
+    if len(matrix) > size:
+        rows = np.random.default_rng(0).choice(len(matrix), size, replace=False)
+        sample = matrix[np.sort(rows)]
+    return np.ascontiguousarray(sample)
 
 
 def train_index(index: Any, sample: np.ndarray, description: str, show_progress: bool) -> None:
