@@ -2,13 +2,13 @@
 
 An IVF index keeps one ``std::vector`` of codes per inverted list; streaming
 vectors in makes thousands of them grow by reallocation. glibc serves those
-blocks (a few hundred kB each) from its heap once its dynamic ``mmap``
-threshold has risen, and the blocks freed by each reallocation stay resident
-in the heap, although nothing uses them. ``malloc_trim(0)`` returns the free
-pages to the system (``madvise(MADV_DONTNEED)``), so the build's peak resident
-memory stays closer to the index itself. Measured with 80,000 x 384 vectors
-streamed into ``IVF256,Flat``: peak 1.42x the codes without it, 1.19x with it
-(``tests/unit/test_memory.py``).
+blocks from its heap once its dynamic ``mmap`` threshold has risen above
+their size, and the blocks freed by each reallocation stay resident in the
+heap, although nothing uses them. ``malloc_trim(0)`` returns the free pages
+to the system (``madvise(MADV_DONTNEED)``), so the build's peak resident
+memory stays closer to the index itself (``tests/unit/test_memory.py``
+checks that it is lower with the release than without; the benchmark
+results give the figures).
 
 This changes no allocator setting: it only releases pages that are already
 free. Elsewhere than glibc (macOS, musl) it does nothing. Setting
@@ -26,8 +26,8 @@ from typing import Any
 
 __all__ = ["RELEASE_EVERY", "release_free_heap"]
 
-# Vectors added between two releases: a trim walks the heap's free lists
-# (about a millisecond per GB here), so it runs after batches, not per vector.
+# Vectors added between two releases: a trim walks the heap's free lists,
+# which takes time in proportion to the heap, so it runs after batches, not per vector.
 RELEASE_EVERY = 1024
 
 

@@ -122,7 +122,7 @@ class SearchMixin:
         """
         flat = self._flat_storage()
         # A memory-mapped FAISS file leaves the vectors at an odd address: NumPy would then
-        # skip BLAS (10x slower than FAISS' own search there), so FAISS searches those.
+        # skip BLAS (slower than FAISS' own search there), so FAISS searches those.
         if flat is not None and flat[0].flags.aligned:
             vectors, id_map = flat
             scores, rows = inner_product_top_k(vectors, matrix, k)

@@ -9,9 +9,9 @@ and subsamples above 256, so:
 * the **minimum** is 39 vectors per centroid of the largest k-means (fewer is
   refused with an error: the centroids would be noise);
 * the **default sample** is :data:`TRAIN_POINTS_PER_CENTROID` (50) vectors per
-  centroid, taken from the first vectors added: 204,800 for ``IVF4096``, about
-  two minutes of k-means on two cores at d=384. More rarely helps recall and
-  costs training time linearly; pass ``train_size`` to change it.
+  centroid, taken from the first vectors added: 204,800 for ``IVF4096``.
+  More rarely helps recall and costs training time linearly; pass
+  ``train_size`` to change it.
 * Scalar quantisers (``SQ8``) only learn each dimension's range:
   :data:`SQ_TRAIN_SIZE` vectors are plenty.
 """

@@ -7,8 +7,8 @@ an index", which autofaiss automates), kept small enough to read:
 1. **Exact** (``Flat``) when the corpus is small (under
    :data:`EXACT_LIMIT` vectors), when the target recall is 1 (nothing
    approximate can promise it), or when the vectors fit and the corpus is too
-   small to train lists on. Exact search over 100,000 x 384 floats is a
-   single matrix product of about 150 MB: milliseconds.
+   small to train lists on. Exact search is then a single matrix product
+   over the corpus, quick enough that an approximate index buys little.
 2. **Inverted lists** (``IVF{nlist},...``) above that, with ``nlist`` the power
    of two nearest ``4 * sqrt(n)`` (FAISS' rule of thumb, so that a query scans
    about ``nprobe / nlist`` of the corpus), and never more lists than
