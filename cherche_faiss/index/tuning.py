@@ -72,7 +72,7 @@ def _recall(found: np.ndarray, truth: np.ndarray, own: np.ndarray, k: int) -> fl
 
 
 def tune_search_params(
-    index: "FaissIndex",
+    index: FaissIndex,
     target_recall: float = 0.95,
     k: int = 10,
     sample_size: int = 256,
@@ -121,37 +121,71 @@ def tune_search_params(
     >>> result.reached, result.recall >= 0.9, index.search_params == result.params
     (True, True, True)
     """
-    if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1:
-        raise InvalidInputError(f"target_recall must be a number in (0, 1], got {target_recall!r}.")
-    k = check_positive_int(k, "k", allow_none=False)
-    sample_size = check_positive_int(sample_size, "sample_size", allow_none=False)
+    k, sample_size = _check_arguments(target_recall, k, sample_size)
     index.check_indexed()
     kind = index_kind(index.faiss_index)
-    if kind == "other":
-        result = TuningResult({}, 1.0, float(target_recall), k, 0, True)
+    if kind == "other":  # exhaustive: nothing to tune
         if apply:
             index.search_params = {}
-        return result
+        return TuningResult({}, 1.0, float(target_recall), k, 0, True)
+    queries, own = _sample_queries(index, queries, sample_size, seed)
+    depth = min(k + 1, len(index))
+    truth = index.exhaustive_ids(queries, depth)
+    name, values = _candidate_values(index, kind)
+    trials, reached = _try_values(index, queries, own, truth, depth, k, name, values, target_recall, show_progress)
+    chosen = trials[-1]  # the first to reach the target, else the largest value
+    if not reached:
+        _warn_not_reached(name, values[-1], k, target_recall, chosen["recall"])
+    if apply:
+        index.search_params = dict(chosen["params"])
+    return TuningResult(dict(chosen["params"]), chosen["recall"], float(target_recall), k, len(own), reached, trials)
+
+
+def _check_arguments(target_recall: float, k: int, sample_size: int) -> tuple[int, int]:
+    """``k`` and ``sample_size`` checked, after ``target_recall``."""
+    if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1:
+        raise InvalidInputError(f"target_recall must be a number in (0, 1], got {target_recall!r}.")
+    return (
+        check_positive_int(k, "k", allow_none=False),
+        check_positive_int(sample_size, "sample_size", allow_none=False),
+    )
+
+
+def _sample_queries(index: FaissIndex, queries: Any, sample_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The queries to tune on and the id each one is in the index (-2 for outside queries).
+
+    Without ``queries``, ``sample_size`` of the index's own vectors; else at
+    most ``sample_size`` of the queries given, prepared as the index does.
+    """
     rng = np.random.default_rng(seed)
     if queries is None:
         ids = index.held_ids()
         own = np.sort(rng.choice(ids, size=min(sample_size, len(ids)), replace=False))
-        queries = index.reconstruct_ids(own)
-    else:
-        queries = index.prepare(queries, "queries")
-        if len(queries) > sample_size:
-            queries = queries[np.sort(rng.choice(len(queries), size=sample_size, replace=False))]
-        own = np.full(len(queries), -2, dtype=np.int64)  # no query is one of the index's vectors
-    depth = min(k + 1, len(index))
-    truth = index.exhaustive_ids(queries, depth)
+        return index.reconstruct_ids(own), own
+    queries = index.prepare(queries, "queries")
+    if len(queries) > sample_size:
+        queries = queries[np.sort(rng.choice(len(queries), size=sample_size, replace=False))]
+    return queries, np.full(len(queries), -2, dtype=np.int64)  # no query is one of the index's vectors
+
+
+def _candidate_values(index: FaissIndex, kind: str) -> tuple[str, list[int]]:
+    """The parameter to tune and its values, cheapest first: powers of two up to ``nlist``, or _EF_SEARCH."""
     if kind == "ivf":
         nlist = ivf_lists(index.faiss_index)
-        values = [2**i for i in range(nlist.bit_length()) if 2**i < nlist] + [nlist]
-        name = "nprobe"
-    else:
-        values, name = list(_EF_SEARCH), "efSearch"
-    trials = []
-    chosen = None
+        return "nprobe", [2**i for i in range(nlist.bit_length()) if 2**i < nlist] + [nlist]
+    return "efSearch", list(_EF_SEARCH)
+
+
+def _try_values(
+    index: FaissIndex, queries: np.ndarray, own: np.ndarray, truth: np.ndarray, depth: int, k: int,
+    name: str, values: list[int], target_recall: float, show_progress: bool,
+) -> tuple[list[dict], bool]:
+    """Search with each value in turn until recall@k reaches the target.
+
+    Returns the trials (``{"params", "recall", "ms_per_query"}``, the last one
+    chosen) and whether the last one reached the target.
+    """
+    trials: list[dict] = []
     with progress(len(values), f"tuning {name} for recall@{k} >= {target_recall}", show_progress, unit="try") as bar:
         for value in values:
             params = {name: value}
@@ -162,18 +196,15 @@ def tune_search_params(
             trials.append({"params": params, "recall": recall, "ms_per_query": 1000 * elapsed / len(own)})
             bar.update(1)
             if recall >= target_recall:
-                chosen = trials[-1]
-                break
-    reached = chosen is not None
-    if not reached:
-        chosen = trials[-1]
-        warnings.warn(
-            f"no {name} up to {values[-1]} reaches recall@{k} {target_recall} on this index "
-            f"(best: {chosen['recall']:.3f}); using {name}={values[-1]}. Build the index with more "
-            "links (e.g. HNSW64) or use an IVF index.",
-            RecallNotReachedWarning,
-            stacklevel=2,
-        )
-    if apply:
-        index.search_params = dict(chosen["params"])
-    return TuningResult(dict(chosen["params"]), chosen["recall"], float(target_recall), k, len(own), reached, trials)
+                return trials, True
+    return trials, False
+
+
+def _warn_not_reached(name: str, largest: int, k: int, target_recall: float, best: float) -> None:
+    warnings.warn(
+        f"no {name} up to {largest} reaches recall@{k} {target_recall} on this index "
+        f"(best: {best:.3f}); using {name}={largest}. Build the index with more "
+        "links (e.g. HNSW64) or use an IVF index.",
+        RecallNotReachedWarning,
+        stacklevel=3,  # the caller of tune_search_params (FaissIndex.tune when called through it)
+    )
