@@ -156,37 +156,67 @@ def choose_index(
     >>> choose_index(1_000_000, 384, memory_budget="200MB", target_recall=0.8).factory
     'IVF4096,PQ64'
     """
+    _check_arguments(n, dimension, target_recall)
+    budget = parse_bytes(memory_budget)
+    count = f"{n:,}{'' if size_known else '+ (length unknown; pass expected_size)'} vectors of d={dimension}"
+    flat_bytes = _index_bytes(n, 4 * dimension)
+    nlist = _nlist_for(n)
+    exact = _exact_choice(n, nlist, target_recall, flat_bytes, budget, count)
+    if exact is not None:
+        return exact
+    nprobe = _default_nprobe(nlist)
+    lists = f"IVF{nlist} (about 4*sqrt(n) lists; supports removal and replacement)"
+    if budget is None or flat_bytes <= budget:
+        return IndexChoice(
+            f"IVF{nlist},Flat", {"nprobe": nprobe},
+            f"{lists} with raw vectors ({_size(flat_bytes)}) for {count}", flat_bytes,
+        )
+    return _compressed_choice(n, dimension, nlist, nprobe, budget, target_recall, flat_bytes, lists, count)
+
+
+def _check_arguments(n: int, dimension: int, target_recall: float) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidInputError(f"the number of vectors must be a positive int, got {n!r}.")
     if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
         raise InvalidInputError(f"dimension must be a positive int, got {dimension!r}.")
     if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1:
         raise InvalidInputError(f"target_recall must be a number in (0, 1], got {target_recall!r}.")
-    budget = parse_bytes(memory_budget)
-    count = f"{n:,}{'' if size_known else '+ (length unknown; pass expected_size)'} vectors of d={dimension}"
-    flat_bytes = int(n * (4 * dimension + _ID_BYTES) * _OVERHEAD)
-    fits = budget is None or flat_bytes <= budget
-    nlist = _nlist_for(n)
 
+
+def _index_bytes(n: int, code_bytes: int) -> int:
+    """Estimated size of an index of ``n`` vectors of ``code_bytes`` each, with ids and overhead."""
+    return int(n * (code_bytes + _ID_BYTES) * _OVERHEAD)
+
+
+def _exact_choice(
+    n: int, nlist: int, target_recall: float, flat_bytes: int, budget: int | None, count: str
+) -> IndexChoice | None:
+    """Rule 1: ``Flat`` when the target recall is 1, or when the vectors fit and the corpus is small.
+
+    None when an approximate index is to be chosen; an error when recall 1 is
+    asked for vectors that do not fit the budget.
+    """
     if target_recall >= 1.0:
-        if not fits:
+        if budget is not None and flat_bytes > budget:
             raise InvalidInputError(
                 f"target_recall=1 needs exact search, whose index takes {_size(flat_bytes)} for {count}, "
                 f"over memory_budget={_size(budget)}. Raise the budget or lower target_recall."
             )
         return IndexChoice("Flat", {}, f"exact search: target_recall=1 for {count}", flat_bytes)
+    fits = budget is None or flat_bytes <= budget
     if fits and (n < EXACT_LIMIT or nlist < 16):
         return IndexChoice(
             "Flat", {}, f"exact search: {count} is under {EXACT_LIMIT:,}, where a scan takes milliseconds", flat_bytes
         )
-    nprobe = _default_nprobe(nlist)
-    lists = f"IVF{nlist} (about 4*sqrt(n) lists; supports removal and replacement)"
-    if fits:
-        return IndexChoice(
-            f"IVF{nlist},Flat", {"nprobe": nprobe},
-            f"{lists} with raw vectors ({_size(flat_bytes)}) for {count}", flat_bytes,
-        )
-    sq8_bytes = int(n * (dimension + _ID_BYTES) * _OVERHEAD)
+    return None
+
+
+def _compressed_choice(
+    n: int, dimension: int, nlist: int, nprobe: int, budget: int, target_recall: float, flat_bytes: int,
+    lists: str, count: str,
+) -> IndexChoice:
+    """Rule 3 when raw vectors exceed the budget: ``SQ8`` codes, else the largest ``PQm`` that fits."""
+    sq8_bytes = _index_bytes(n, dimension)
     if sq8_bytes <= budget:
         return IndexChoice(
             f"IVF{nlist},SQ8", {"nprobe": nprobe},
@@ -200,7 +230,7 @@ def choose_index(
     if not sizes or sizes[0] < 4:
         raise InvalidInputError(
             f"memory_budget={_size(budget)} leaves {max(per_vector, 0):.1f} bytes per vector for {count}; "
-            f"even product quantisation needs at least {int(n * (4 + _ID_BYTES) * _OVERHEAD):,} bytes. "
+            f"even product quantisation needs at least {_index_bytes(n, 4):,} bytes. "
             "Raise the budget or index fewer vectors."
         )
     if target_recall > PQ_RECALL_CEILING:
@@ -211,7 +241,7 @@ def choose_index(
             f"to {PQ_RECALL_CEILING}."
         )
     m = sizes[0]
-    pq_bytes = int(n * (m + _ID_BYTES) * _OVERHEAD)
+    pq_bytes = _index_bytes(n, m)
     return IndexChoice(
         f"IVF{nlist},PQ{m}", {"nprobe": nprobe},
         f"{lists} with product quantisation, {m} bytes a vector ({_size(pq_bytes)}; 8-bit scalar "
