@@ -26,7 +26,7 @@ import json, pickle, sys
 import numpy as np
 index = pickle.loads(open(sys.argv[1], "rb").read())
 queries = np.load(sys.argv[2])
-print(json.dumps({"on": index.on, "keys": index.search(queries, k=10)[1]}))
+print(json.dumps({"on": index.current_device, "keys": index.search(queries, k=10)[1]}))
 """
 
 
@@ -36,7 +36,7 @@ def test_build_on_gpu_and_load_without_gpu(tmp_path, factory):
     vectors = rng.standard_normal((5000, 64)).astype(np.float32)
     queries = vectors[:20] + 0.01 * rng.standard_normal((20, 64)).astype(np.float32)
     index = FaissIndex(factory=factory, device="cuda").add(vectors, list(range(5000)))
-    assert index.on == "cuda:0"
+    assert index.current_device == "cuda:0"
     if factory.startswith("IVF"):
         index.set_search_params(nprobe=64)  # exhaustive probing: results comparable with the CPU
         assert index.search(queries, k=10, nprobe=1)[1] != index.search(queries, k=10)[1]
@@ -54,4 +54,4 @@ def test_build_on_gpu_and_load_without_gpu(tmp_path, factory):
     assert report["on"] == "cpu"
     assert [row[:5] for row in report["keys"]] == [row[:5] for row in expected]
     same_process = pickle.loads(path.read_bytes())
-    assert same_process.on == "cuda:0"
+    assert same_process.current_device == "cuda:0"

@@ -41,7 +41,7 @@ def test_a_device_must_be_a_string():
 
 def test_this_machine_has_no_faiss_gpu():
     assert device_module.faiss_gpu_count() == 0
-    assert FaissIndex(device="auto").on == "cpu"
+    assert FaissIndex(device="auto").current_device == "cpu"
 
 
 class FakeGpuIndex:
@@ -95,12 +95,12 @@ def build(device, rng):
 
 def test_gpu_index_is_pickled_through_index_gpu_to_cpu(fake_gpus, rng):
     index, vectors = build("cuda", rng)
-    assert isinstance(index.faiss_index, FakeGpuIndex) and index.on == "cuda:0"
+    assert isinstance(index.faiss_index, FakeGpuIndex) and index.current_device == "cuda:0"
     expected = index.search(vectors[:3], k=5)
     data = pickle.dumps(index)  # FakeGpuIndex.__reduce__ would raise if it got in
     assert fake_gpus["to_cpu"] == 1
     restored = pickle.loads(data)
-    assert restored.on == "cuda:0" and isinstance(restored.faiss_index, FakeGpuIndex)
+    assert restored.current_device == "cuda:0" and isinstance(restored.faiss_index, FakeGpuIndex)
     assert restored.search(vectors[:3], k=5) == expected
 
 
@@ -110,7 +110,7 @@ def test_gpu_pickle_loads_on_cpu_with_a_warning_when_no_gpu(fake_gpus, rng):
     fake_gpus["count"] = 0
     with pytest.warns(DeviceFallbackWarning, match="cuda:0"):
         restored = pickle.loads(data)
-    assert restored.on == "cpu" and not isinstance(restored.faiss_index, FakeGpuIndex)
+    assert restored.current_device == "cpu" and not isinstance(restored.faiss_index, FakeGpuIndex)
     # FAISS scored on the (stand-in) GPU, BLAS on the CPU: same keys, float32 rounding apart.
     assert_same_search(restored.search(vectors[:3], k=5), index.search(vectors[:3], k=5))
 
@@ -122,13 +122,13 @@ def test_environment_forces_cpu_without_warning(fake_gpus, rng, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         restored = pickle.loads(data)
-    assert restored.on == "cpu"
+    assert restored.current_device == "cpu"
 
 
 def test_environment_can_send_cpu_pickles_to_a_gpu(fake_gpus, rng, monkeypatch):
     index, _ = build("cpu", rng)
     monkeypatch.setenv("CHERCHE_FAISS_DEVICE", "cuda:0")
-    assert pickle.loads(pickle.dumps(index)).on == "cuda:0"
+    assert pickle.loads(pickle.dumps(index)).current_device == "cuda:0"
     monkeypatch.setenv("CHERCHE_FAISS_DEVICE", "nonsense")
     with pytest.raises(InvalidInputError, match="CHERCHE_FAISS_DEVICE"):
         pickle.loads(pickle.dumps(index))
@@ -138,10 +138,10 @@ def test_to_moves_between_devices(fake_gpus, rng):
     index, vectors = build("cpu", rng)
     expected = index.search(vectors[:2], k=3)
     index.to("cuda")
-    assert index.on == "cuda:0" and isinstance(index.faiss_index, FakeGpuIndex)
+    assert index.current_device == "cuda:0" and isinstance(index.faiss_index, FakeGpuIndex)
     assert_same_search(index.search(vectors[:2], k=3), expected)
     index.to("cpu")
-    assert index.on == "cpu" and fake_gpus["to_cpu"] == 1
+    assert index.current_device == "cpu" and fake_gpus["to_cpu"] == 1
     with pytest.raises(DeviceUnavailableError, match="only 1 GPU"):
         index.to("cuda:1")
 
@@ -155,7 +155,7 @@ def test_forged_state_built_on_cuda_loads_on_this_cpu_machine(rng):
     restored = FaissIndex.__new__(FaissIndex)
     with pytest.warns(DeviceFallbackWarning, match="loaded on the CPU"):
         restored.__setstate__(state)
-    assert restored.on == "cpu"
+    assert restored.current_device == "cpu"
     assert restored.search(vectors[:3], k=4) == index.search(vectors[:3], k=4)
 
 
@@ -174,5 +174,5 @@ def test_ivf_index_trains_and_searches_on_the_gpu_then_loads_on_the_cpu(fake_gpu
     fake_gpus["count"] = 0
     with pytest.warns(DeviceFallbackWarning):
         restored = pickle.loads(data)
-    assert restored.on == "cpu" and restored.search_params == {"nprobe": 16}
+    assert restored.current_device == "cpu" and restored.search_params == {"nprobe": 16}
     assert_same_search(restored.search(vectors[:5], k=5), expected)
