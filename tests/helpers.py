@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cherche_faiss.encoders import HashingEncoder
@@ -42,3 +43,15 @@ class CountingEncoder(HashingEncoder):
     def encode(self, texts, batch_size=None):
         self.seen.extend(texts)
         return super().encode(texts, batch_size)
+
+
+def unit_rows(rng, n, d=16):
+    """``n`` random unit vectors of dimension ``d``."""
+    rows = rng.standard_normal((n, d)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def recall_at(index, queries, truth, k=10, **params):
+    """Mean recall@k of ``index`` against the ``truth`` keys of each query."""
+    found = index.search(queries, k=k, **params)[1]
+    return np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)])
