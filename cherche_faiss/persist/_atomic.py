@@ -8,7 +8,8 @@ the two folders are swapped in one step with Linux's
 that call does not exist (other systems, some file systems), the old save is
 first renamed to ``.NAME.previous-PID-XXXX``; a process killed between the two
 renames leaves that backup, which :func:`recover` puts back in place before the
-next load or save. A process killed at any point therefore leaves the previous
+next load or save, and a load that finds nothing at the path meanwhile waits
+for the second rename (:func:`being_replaced`). A process killed at any point therefore leaves the previous
 save loadable, and leftovers of a killed save are removed by the next one.
 """
 
@@ -20,18 +21,21 @@ import functools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import InvalidInputError
 
-__all__ = ["write_folder", "recover", "fsync_file", "reached"]
+__all__ = ["write_folder", "recover", "being_replaced", "fsync_file", "reached"]
 
 _SAVING = "saving"
 _PREVIOUS = "previous"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+#: Seconds a check waits for another save of the same path to finish renaming folders.
+_WAIT = 5.0
 
 
 def reached(stage: str) -> None:
@@ -105,6 +109,11 @@ def _owner_alive(path: Path) -> bool:
     return True
 
 
+def being_replaced(target: Path) -> bool:
+    """Whether a running save has renamed the save at ``target`` aside to put its own there."""
+    return any(_owner_alive(backup) for backup in _siblings(target, _PREVIOUS))
+
+
 def recover(target: Path, is_save: Callable[[Path], bool]) -> None:
     """Put back a previous save that a killed process left renamed aside, and delete leftovers.
 
@@ -127,6 +136,24 @@ def recover(target: Path, is_save: Callable[[Path], bool]) -> None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+def _foreign(target: Path, is_save: Callable[[Path], bool]) -> bool:
+    """Whether ``target`` holds something a save must not replace: neither a save nor an empty folder.
+
+    Without ``renameat2`` another save of the path can rename the folder away
+    between the checks: while one is doing so, a "foreign" verdict is checked again.
+    """
+    deadline = time.monotonic() + _WAIT
+    while True:
+        try:
+            if not target.exists() or (target.is_dir() and (is_save(target) or not any(target.iterdir()))):
+                return False
+            if not being_replaced(target) or time.monotonic() > deadline:
+                return True
+        except FileNotFoundError:  # renamed aside by another save between two checks: look again
+            pass
+        time.sleep(0.002)
+
+
 def write_folder(target: Path, fill: Callable[[Path], None], is_save: Callable[[Path], bool]) -> None:
     """Write a new folder at ``target`` with ``fill(folder)``, replacing a previous save atomically.
 
@@ -137,7 +164,7 @@ def write_folder(target: Path, fill: Callable[[Path], None], is_save: Callable[[
         it is never replaced.
     """
     target = Path(os.path.abspath(target))
-    if target.exists() and not (target.is_dir() and (is_save(target) or not any(target.iterdir()))):
+    if _foreign(target, is_save):
         what = "folder" if target.is_dir() else "file"
         raise InvalidInputError(
             f"{target} is a {what} that is not a cherche_faiss save; refusing to replace it. Save to "
@@ -151,27 +178,51 @@ def write_folder(target: Path, fill: Callable[[Path], None], is_save: Callable[[
         reached("written")
         _fsync_folder(folder)
         reached("flushed")
-        if not target.exists():
-            os.rename(folder, target)
-        elif _exchange(folder, target):
+        if target.exists() and _exchange(folder, target):
             reached("exchanged")
             _fsync_folder(target.parent)
             shutil.rmtree(folder)  # it holds the previous save now
         else:
-            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_PREVIOUS}-{os.getpid()}-", dir=target.parent))
-            os.rmdir(backup)  # a unique name for the rename below
-            os.rename(target, backup)
-            try:
-                reached("moved aside")
-                os.rename(folder, target)
-            except BaseException:
-                if not target.exists():
-                    os.rename(backup, target)  # the previous save goes straight back
-                raise
-            _fsync_folder(target.parent)
-            shutil.rmtree(backup)
+            _move_in(folder, target)
         reached("replaced")
         _fsync_folder(target.parent)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _move_in(folder: Path, target: Path) -> None:
+    """Put ``folder`` at ``target`` without ``renameat2``: the save there is renamed aside first,
+    then deleted.
+
+    Another save of the same path may put its folder at ``target`` between the
+    two renames; that one is renamed aside in turn, so that the last save to
+    arrive is the one in place, as with the exchange.
+    """
+    backups: list[Path] = []
+    try:
+        while True:
+            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_PREVIOUS}-{os.getpid()}-", dir=target.parent))
+            os.rmdir(backup)  # a unique name for the rename below
+            try:
+                os.rename(target, backup)
+            except FileNotFoundError:
+                pass  # the first save of this path, or another save moved the previous one aside
+            else:
+                backups.append(backup)
+                reached("moved aside")
+            try:
+                os.rename(folder, target)
+                break
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+    except BaseException:
+        if backups and not target.exists():
+            os.rename(backups.pop(), target)  # the previous save goes straight back
+        for backup in backups:  # saves that the one at target replaced
+            shutil.rmtree(backup, ignore_errors=True)
+        raise
+    _fsync_folder(target.parent)
+    for backup in backups:
+        shutil.rmtree(backup)

@@ -15,9 +15,12 @@ import stat
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CorruptFileError
+
+if TYPE_CHECKING:
+    from ._opened import OpenedSave
 
 __all__ = ["BLOCK_BYTES", "file_entry", "verify_files"]
 
@@ -72,21 +75,21 @@ def _check_entry(name: str, entry: Any) -> None:
         raise CorruptFileError(f"the manifest's entry for {name!r} is damaged: {entry!r:.200}.")
 
 
-def verify_files(root: Path, entries: Mapping[str, Any], contents: bool = True) -> None:
+def verify_files(opened: OpenedSave, entries: Mapping[str, Any], contents: bool = True) -> None:
     """Check the size and SHA-256 (``contents=False``: the size only) of every file named in
-    ``entries`` (paths relative to ``root``).
+    ``entries`` (names relative to the save ``opened``).
 
     Raises
     ------
     CorruptFileError
         Naming the first file that is missing, has another size or other bytes.
     """
+    root = opened.target  # what messages name; the files are read through ``opened``
     tasks: list[tuple[str, int, int | None, str]] = []
     for name, entry in entries.items():
         _check_entry(name, entry)
-        path = root / name
         try:
-            status = os.lstat(path)
+            status = opened.status(name)
         except (FileNotFoundError, NotADirectoryError):
             raise CorruptFileError(
                 f"{name} is missing from the save at {root}: the save is incomplete or was edited. "
@@ -115,7 +118,7 @@ def verify_files(root: Path, entries: Mapping[str, Any], contents: bool = True) 
 
     def check(task: tuple[str, int, int | None, str]) -> str | None:
         name, start, length, expected = task
-        return None if _sha256(root / name, start, length) == expected else name
+        return None if _sha256(opened.path(name), start, length) == expected else name
 
     with ThreadPoolExecutor(max_workers=_workers(len(tasks))) as pool:
         for damaged in pool.map(check, tasks):

@@ -3,16 +3,20 @@
 :class:`Writer` names each file a save writes (unique, readable names after
 the component and attribute) and records it for the manifest's file table;
 :class:`Reader` hands the decoders only files that table names, which the load
-has verified.
+has verified, read from the folder the load opened (``_opened.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._core.saved_file import SavedFile
 from ..exceptions import CorruptFileError
+
+if TYPE_CHECKING:
+    from ._opened import OpenedSave
 
 __all__ = ["Writer", "Reader"]
 
@@ -60,23 +64,31 @@ class Writer:
 
 
 class Reader:
-    """Gives the decoders the paths of files the manifest names (and that were verified)."""
+    """Gives the decoders the files the manifest names (and that were verified), read through ``opened``."""
 
-    def __init__(self, folder: Path, files: set[str], mmap: bool = False) -> None:
-        self.folder = folder
+    def __init__(self, opened: OpenedSave, files: set[str], mmap: bool = False) -> None:
+        self.opened = opened
         self.files = files
         self.mmap = mmap
 
     def path(self, name: Any, what: str) -> Path:
-        if not isinstance(name, str) or name not in self.files:
-            raise CorruptFileError(
-                f"{what} refers to {name!r}, which is not a file of this save's manifest: the manifest "
-                "was edited or damaged. Save the pipeline again."
-            )
-        return self.folder / name
+        """A path that reads the file ``name`` while the load runs."""
+        return self.opened.path(self._known(name, what))
+
+    def saved_file(self, name: Any, what: str) -> SavedFile:
+        """The file ``name`` for reading after the load (``mmap=True``: embedded files stay on disk)."""
+        return self.opened.saved_file(self._known(name, what))
 
     def folder_of(self, name: Any, what: str) -> Path:
         """A folder of files written by another library (bm25s); every file in it is in the manifest."""
         if not isinstance(name, str) or not any(file.startswith(name + "/") for file in self.files):
             raise CorruptFileError(f"{what} refers to the folder {name!r}, which holds no file of this save.")
-        return self.folder / name
+        return self.opened.folder(name)
+
+    def _known(self, name: Any, what: str) -> str:
+        if not isinstance(name, str) or name not in self.files:
+            raise CorruptFileError(
+                f"{what} refers to {name!r}, which is not a file of this save's manifest: the manifest "
+                "was edited or damaged. Save the pipeline again."
+            )
+        return name

@@ -13,7 +13,7 @@ object whose key starts with ``$``:
 ``$ragged``        a list of 1-D arrays: their concatenation and the offsets, two ``.npy`` files
 ``$sparse``        a SciPy sparse matrix in a ``.npz`` file
 ``$bytes``         raw bytes in a file (model files embedded by an encoder keep their names); a
-                   mapped load gives a :class:`~cherche_faiss._saved_file.SavedFile` instead
+                   mapped load gives a :class:`~cherche_faiss._core.saved_file.SavedFile` instead
 ``$ints``          a long list of ints (``None`` allowed) as an int64 ``.npy`` file
 ``$json``          a long list of plain JSON values in a ``.json`` file
 ``$jsonl``         a long list of other values (documents ...) in a ``.jsonl`` file, one per line
@@ -314,13 +314,12 @@ class ValueDecoder:
             raise CorruptFileError(f"{where}: cannot read the sparse matrix {body!r} ({error}).") from None
 
     def _as_bytes(self, body: Any, value: dict, where: str, inline: bool) -> bytes | SavedFile:
-        path = self.reader.path(body, where)
-        if self.reader.mmap:  # the files stay in place: consumers read them when they need them
-            return SavedFile(path, path.stat().st_size)
-        return path.read_bytes()
+        if self.reader.mmap:  # left on disk: consumers read them when they need them
+            return self.reader.saved_file(body, where)
+        return self.reader.path(body, where).read_bytes()
 
     def _as_json(self, body: Any, value: dict, where: str, inline: bool) -> list | dict:
-        items = _json.read(self.reader.path(body, where), where)
+        items = _json.read(self.reader.path(body, where), where, body)
         if not isinstance(items, (list, dict)) or (isinstance(items, dict) and any(key.startswith("$") for key in items)):
             raise _damaged(where, value)
         if any(isinstance(item, (list, dict)) for item in (items.values() if isinstance(items, dict) else items)):

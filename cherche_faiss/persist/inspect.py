@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 from .._version import __version__
 from ..exceptions import CherFaissError, IncompatibleStateError
 from ._digest import verify_files
-from .safe import read_manifest
+from ._opened import OpenedSave
+from .safe import read_save
 
 __all__ = ["describe_save", "format_description"]
 
@@ -104,22 +106,27 @@ def describe_save(path: str | os.PathLike, verify: bool = True) -> dict[str, Any
     >>> info["components"]["class"], info["components"]["documents"], info["checksums"]
     ('TfIdf', 1, 'verified')
     """
-    target = Path(os.path.abspath(os.fspath(path)))
-    manifest = read_manifest(target)
+    return read_save(Path(os.path.abspath(os.fspath(path))), functools.partial(_describe, verify=verify))
+
+
+def _describe(opened: OpenedSave, manifest: dict[str, Any], verify: bool) -> dict[str, Any]:
     files = manifest.get("files")
     nodes = manifest.get("components")
     if not isinstance(files, dict) or not isinstance(nodes, list) or not isinstance(manifest.get("root"), int):
-        raise IncompatibleStateError(f"the manifest of {target} is damaged: no file or component table.")
+        raise IncompatibleStateError(f"the manifest of {opened.target} is damaged: no file or component table.")
     if verify:
         try:
-            verify_files(target, files)
+            opened.hold(files)
+            verify_files(opened, files)
             checksums = "verified"
         except CherFaissError as error:
+            if opened.replaced():
+                raise  # a save replaced the folder meanwhile: described again from the new one
             checksums = f"FAILED: {error}"
     else:
         checksums = "not checked"
     return {
-        "path": str(target),
+        "path": str(opened.target),
         "format_version": manifest.get("format_version"),
         "saved_by": manifest.get("cherche_faiss_version"),
         "loaded_by": __version__,

@@ -20,19 +20,23 @@ Each component is built by its constructor from the saved parameters (which
 validates them), then given back the rest of its state (the walk is in ``_tree.py``).
 
 Saves are atomic (see ``_atomic.py``): a save that is interrupted, even by
-``SIGKILL``, leaves the previous save in place and loadable.
+``SIGKILL``, leaves the previous save in place and loadable. A load that saves
+of the same path race reads the previous save or the new one, each whole, from
+the one folder it opened (see ``_opened.py``).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
 import platform
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .._core.component import Component
 from .._core.device import parse_device
@@ -44,12 +48,12 @@ from ..exceptions import (
     IncompatibleStateError,
     InconsistentVersionWarning,
     InvalidTypeError,
-    MissingFileError,
 )
 from . import _atomic, _json
 from ._digest import file_entry, verify_files
 from ._files import Reader
 from ._onnx_copies import check_backend, onnx_copies_for
+from ._opened import OpenedSave, read_consistently
 from ._tree import ALLOWED, LoadContext, Loader, Saver
 
 __all__ = ["save", "load", "read_manifest", "ALLOWED", "FORMAT", "FORMAT_VERSION"]
@@ -61,6 +65,8 @@ MANIFEST = "manifest.json"
 _MANIFEST_LIMIT = 256 << 20  # a manifest holds no bulk data: anything larger is not one
 # The libraries whose files a save holds, recorded in the manifest when they are imported.
 _WRITERS = ("numpy", "faiss", "scipy", "sklearn", "bm25s")
+
+T = TypeVar("T")
 
 # Upgrades of older format versions: {old version: function(manifest) -> manifest of the next version}.
 _UPGRADES: dict[int, Any] = {}
@@ -180,40 +186,47 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     CorruptFileError
         The manifest is damaged.
     """
-    target = Path(os.path.abspath(os.fspath(path)))
-    _atomic.recover(target, _is_save)
-    if not target.exists():
-        raise MissingFileError(f"no save at {target}: nothing is there. Check the path, or save the pipeline first.")
-    if not target.is_dir():
-        raise IncompatibleStateError(
-            f"{target} is a file, not a save folder: cherche_faiss.load reads folders written by "
-            "cherche_faiss.save. If it is a pickle you trust, load it with cherche_faiss.load_pickle."
-        )
-    manifest_path = target / MANIFEST
-    if not manifest_path.is_file():
-        raise CorruptFileError(
-            f"{target} has no {MANIFEST}: it is not a cherche_faiss save, or the save is incomplete. "
-            "Save the pipeline again."
-        )
-    if manifest_path.stat().st_size > _MANIFEST_LIMIT:
-        raise CorruptFileError(f"{manifest_path} is larger than any manifest ({_MANIFEST_LIMIT >> 20} MiB).")
+    return read_save(Path(os.path.abspath(os.fspath(path))), lambda opened, manifest: manifest)
+
+
+def read_save(target: Path, read: Callable[[OpenedSave, dict[str, Any]], T]) -> T:
+    """``read(opened, manifest)`` on the save at ``target``, whose manifest is checked first.
+
+    Everything is read from the one folder opened (``_opened.py``): a save that
+    replaces ``target`` meanwhile makes the read start again on the new folder,
+    never fail nor mix the two.
+    """
+    return read_consistently(target, lambda opened: read(opened, _manifest_of(opened)), _is_save)
+
+
+def _manifest_of(opened: OpenedSave) -> dict[str, Any]:
+    manifest_path, shown = opened.path(MANIFEST), opened.target / MANIFEST
     try:
+        if not manifest_path.is_file():
+            raise CorruptFileError(
+                f"{opened.target} has no {MANIFEST}: it is not a cherche_faiss save, or the save is incomplete. "
+                "Save the pipeline again."
+            )
+        if manifest_path.stat().st_size > _MANIFEST_LIMIT:
+            raise CorruptFileError(f"{shown} is larger than any manifest ({_MANIFEST_LIMIT >> 20} MiB).")
         manifest = _json.parse(manifest_path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise CorruptFileError(
-            f"{manifest_path} is not valid JSON ({error}): the file was truncated or damaged. "
+            f"{shown} is not valid JSON ({error}): the file was truncated or damaged. "
             "Save the pipeline again, or restore the folder from a backup."
         ) from None
+    except OSError as error:
+        raise CorruptFileError(f"cannot read {shown}: {type(error).__name__}: {error}.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IncompatibleStateError(
-            f"{manifest_path} is not the manifest of a cherche_faiss save (no \"format\": \"{FORMAT}\")."
+            f"{shown} is not the manifest of a cherche_faiss save (no \"format\": \"{FORMAT}\")."
         )
     if manifest.get("manifest_sha256") != _canonical_hash(manifest):
         raise CorruptFileError(
-            f"{manifest_path} does not match its own SHA-256: it was altered or damaged. Save the "
+            f"{shown} does not match its own SHA-256: it was altered or damaged. Save the "
             "pipeline again, or restore the folder from a backup."
         )
-    return _upgrade(manifest, manifest_path)
+    return _upgrade(manifest, shown)
 
 
 def _upgrade(manifest: dict[str, Any], where: Path) -> dict[str, Any]:
@@ -267,7 +280,8 @@ def load(
         files instead of reading them: the load reads almost nothing and resident
         memory grows only as searches touch pages. A mapped index is
         read-only (``add`` and ``remove`` raise); the files must stay in place
-        (a later save to the same path never changes them in place).
+        (a later save to the same path never changes them in place, and what
+        is mapped stays valid when that save deletes the previous folder).
     verify
         Check the SHA-256 of every file before reading it (every byte is read
         once more, on every core). ``False`` skips that, checking sizes only:
@@ -289,26 +303,34 @@ def load(
     IncompatibleStateError
         Not a save, a save of a newer format, a class outside the allow-list,
         or a state that does not fit its class.
+
+    Notes
+    -----
+    Saves of the same path may run meanwhile, in this process or others: the
+    load returns the pipeline of the save it started on, or of one that
+    replaced it, whole; it never mixes two saves nor fails because of them.
     """
     device = parse_device(device)
     backend = check_backend(backend)
     if not isinstance(mmap, bool) or not isinstance(verify, bool):
         raise InvalidTypeError(f"mmap and verify must be True or False, got mmap={mmap!r}, verify={verify!r}.")
-    target = Path(os.path.abspath(os.fspath(path)))
-    manifest = read_manifest(target)
+    context = LoadContext(device=device, mmap=mmap, backend=backend)
+    return read_save(Path(os.path.abspath(os.fspath(path))), functools.partial(_build, context=context, verify=verify))
+
+
+def _build(opened: OpenedSave, manifest: dict[str, Any], context: LoadContext, verify: bool) -> Any:
+    """What the save ``opened`` holds, its files checked (``verify``: their SHA-256 too) first."""
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(_safe_file_name(name) for name in files):
         raise IncompatibleStateError(
-            f"the file table of {target / MANIFEST} is damaged or names files outside the save folder."
+            f"the file table of {opened.target / MANIFEST} is damaged or names files outside the save folder."
         )
-    if verify:
-        verify_files(target, files)
-    else:
-        verify_files(target, files, contents=False)
-    loader = Loader(manifest, Reader(target, set(files), mmap=mmap), LoadContext(device=device, mmap=mmap, backend=backend))
     try:
+        opened.hold(files)
+        verify_files(opened, files, contents=verify)
+        loader = Loader(manifest, Reader(opened, set(files), mmap=context.mmap), context)
         return loader.component(manifest.get("root"), "the saved object")
     except CherFaissError:
         raise
     except (OSError, MemoryError) as error:
-        raise CorruptFileError(f"cannot read the save at {target}: {type(error).__name__}: {error}.") from error
+        raise CorruptFileError(f"cannot read the save at {opened.target}: {type(error).__name__}: {error}.") from error
