@@ -235,7 +235,8 @@ def environment() -> dict[str, Any]:
         from threadpoolctl import threadpool_info
 
         threads["blas"] = [
-            {key: info.get(key) for key in ("internal_api", "num_threads", "architecture")} for info in threadpool_info()
+            {key: info.get(key) for key in ("internal_api", "num_threads", "architecture")}
+            for info in threadpool_info()
         ]
     except ImportError:
         pass

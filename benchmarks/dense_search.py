@@ -155,9 +155,7 @@ def build_sides(documents: np.ndarray, with_cherche: bool) -> tuple[dict[str, Se
     from cherche_faiss import retrieve
 
     n, d = documents.shape
-    retriever = retrieve.Embedding(key="id", k=K).add(
-        [{"id": i} for i in range(n)], embeddings_documents=documents
-    )
+    retriever = retrieve.Embedding(key="id", k=K).add([{"id": i} for i in range(n)], embeddings_documents=documents)
     index_layer = retriever.index
     flat = faiss.IndexFlatIP(d)
     flat.add(documents)

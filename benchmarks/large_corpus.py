@@ -167,7 +167,7 @@ def measure_one(factory: str, config: Config, n: int, truth_path: Path) -> dict:
         with open(pickle_file, "wb") as handle:
             pickle.dump(index, handle, protocol=5)
         pickle_bytes = pickle_file.stat().st_size
-        del index, raw
+        index = raw = None  # dropped before the loads are timed (the closures above are done with them)
         gc.collect()
         pickle_load, read_index = [], []
         for _ in range(2):
@@ -239,11 +239,26 @@ def run(config: Config) -> list[dict]:
         gc.collect()
         types = config.extra.get("factories") or factories(n, config.smoke)
         for factory in types:
-            command = [sys.executable, __file__, "--child", factory, "--n", str(n), "--truth", str(truth_path),
-                       "--size", config.size]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                factory,
+                "--n",
+                str(n),
+                "--truth",
+                str(truth_path),
+                "--size",
+                config.size,
+            ]
             try:
-                done = subprocess.run(command, capture_output=True, text=True, check=False,
-                                      timeout=config.extra.get("child_timeout", 3600))
+                done = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    timeout=config.extra.get("child_timeout", 3600),
+                )
             except subprocess.TimeoutExpired:
                 records.append(record(WORKLOAD, factory, {"n": n, "source": source}, error="timed out"))
                 continue
@@ -305,7 +320,7 @@ def markdown(records: list[dict]) -> str:
         lines += ["", f"Not measured (the child timed out): {', '.join(failed)}."]
     auto = next((r for r in records if r["case"] == "auto"), None)
     if auto:
-        lines += ["", f"`index=\"auto\"` at this size chooses `{auto['metrics']['chose']}`: {auto['metrics']['reason']}."]
+        lines += ["", f'`index="auto"` at this size chooses `{auto["metrics"]["chose"]}`: {auto["metrics"]["reason"]}.']
     return "\n".join(lines) + "\n"
 
 

@@ -62,9 +62,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    Config,
     RESULTS_DIR,
     SCIFACT,
+    Config,
     alternate,
     cherche_available,
     environment,
@@ -131,7 +131,9 @@ class LookupEncoder:
     def __init__(self, texts: Iterable[str], dimension: int = DIMENSION, seed: int = SEED) -> None:
         self.dimension = dimension
         self.seed = seed
-        self.vectors: dict[str, np.ndarray] = {text: text_vector(text, dimension, seed) for text in dict.fromkeys(texts)}
+        self.vectors: dict[str, np.ndarray] = {
+            text: text_vector(text, dimension, seed) for text in dict.fromkeys(texts)
+        }
         self.misses = 0
 
     def _vector(self, text: str) -> np.ndarray:
@@ -162,7 +164,9 @@ class Corpus:
 
     def texts(self) -> list[str]:
         """Every text either library will encode: documents' ``on`` fields joined by spaces, queries."""
-        return [" ".join(str(document.get(field, "")) for field in self.on) for document in self.documents] + self.queries
+        return [
+            " ".join(str(document.get(field, "")) for field in self.on) for document in self.documents
+        ] + self.queries
 
 
 def towns_corpus(n_queries: int | None) -> Corpus:
@@ -259,8 +263,14 @@ def measure_corpus(corpus: Corpus, sides: Sequence[str], config: Config) -> list
     queries = corpus.queries
     candidates = candidate_lists(built["cherche_faiss"].retriever, queries)
     passes = 1 if config.smoke else config.repeats
-    params = {"corpus": corpus.name, "documents": len(corpus.documents), "queries": len(queries),
-              "retriever_k": corpus.retriever_k, "ranker_k": corpus.ranker_k, "dimension": DIMENSION}
+    params = {
+        "corpus": corpus.name,
+        "documents": len(corpus.documents),
+        "queries": len(queries),
+        "retriever_k": corpus.retriever_k,
+        "ranker_k": corpus.ranker_k,
+        "dimension": DIMENSION,
+    }
     records: list[dict] = []
 
     def keep(stage: str, mode: str, samples: Mapping[str, list[float]], per_call: int) -> None:
@@ -268,37 +278,61 @@ def measure_corpus(corpus: Corpus, sides: Sequence[str], config: Config) -> list
             seconds = samples[library]
             metrics = summary(seconds) if mode == "single" else {"median_s": median(seconds), "n": len(seconds)}
             per_query = (metrics["p50_s"] if mode == "single" else metrics["median_s"]) / per_call
-            records.append(record(WORKLOAD, f"{stage}_{mode}", {**params, "library": library, "stage": stage,
-                                                                "mode": mode, "queries_per_call": per_call},
-                                  per_query_s=per_query, **metrics, samples_s=seconds))
+            records.append(
+                record(
+                    WORKLOAD,
+                    f"{stage}_{mode}",
+                    {**params, "library": library, "stage": stage, "mode": mode, "queries_per_call": per_call},
+                    per_query_s=per_query,
+                    **metrics,
+                    samples_s=seconds,
+                )
+            )
 
     # Whole pipeline: one query per call, then one call with every query.
     pipelines = {library: built[library].pipeline for library in sides}
     keep("pipeline", "single", interleaved_latencies(pipelines, queries, warmup=3, passes=passes), 1)
-    keep("pipeline", "batch",
-         alternate({library: _call(pipelines[library], queries) for library in sides}, config.repeats, config.warmup),
-         len(queries))
+    keep(
+        "pipeline",
+        "batch",
+        alternate({library: _call(pipelines[library], queries) for library in sides}, config.repeats, config.warmup),
+        len(queries),
+    )
 
     # Ranker alone on fixed candidate lists.
     rankers = {library: built[library].ranker for library in sides}
     pairs = list(zip(queries, candidates))
     single_rankers = {library: _rank_one(rankers[library]) for library in sides}
     keep("ranker", "single", interleaved_latencies(single_rankers, pairs, warmup=3, passes=passes), 1)
-    keep("ranker", "batch",
-         alternate({library: _call(rankers[library], queries, documents=candidates) for library in sides},
-                   config.repeats, config.warmup),
-         len(queries))
+    keep(
+        "ranker",
+        "batch",
+        alternate(
+            {library: _call(rankers[library], queries, documents=candidates) for library in sides},
+            config.repeats,
+            config.warmup,
+        ),
+        len(queries),
+    )
 
     retrieved = {library: top_ids(candidate_lists(built[library].retriever, queries)) for library in sides}
     ranked = {library: rankers[library](queries, documents=candidates) for library in sides}
     whole = {library: pipelines[library](queries) for library in sides}
     singles = {library: [rankers[library](q, documents=c) for q, c in pairs] for library in sides}
-    records.append(record(
-        WORKLOAD, "agreement", params,
-        ranker_batch=agreement(ranked), ranker_single=agreement(singles), pipeline_batch=agreement(whole),
-        candidates_per_query=float(np.mean([len(c) for c in candidates])) if candidates else 0.0,
-        retriever_overlap=candidate_overlap(retrieved), encoder_misses=encoder.misses, build_s=build_s,
-    ))
+    records.append(
+        record(
+            WORKLOAD,
+            "agreement",
+            params,
+            ranker_batch=agreement(ranked),
+            ranker_single=agreement(singles),
+            pipeline_batch=agreement(whole),
+            candidates_per_query=float(np.mean([len(c) for c in candidates])) if candidates else 0.0,
+            retriever_overlap=candidate_overlap(retrieved),
+            encoder_misses=encoder.misses,
+            build_s=build_s,
+        )
+    )
     return records
 
 
@@ -344,10 +378,17 @@ def run(config: Config) -> list[dict]:
     records: list[dict] = []
     for corpus in selected:
         records.extend(measure_corpus(corpus, sides, config))
-    records.append(record(WORKLOAD, "settings", {"libraries": list(sides), "size": config.size,
-                                                 "cherche": column_name("cherche")},
-                          repeats=config.repeats, warmup=config.warmup, notes=notes,
-                          corpora=[corpus.name for corpus in selected]))
+    records.append(
+        record(
+            WORKLOAD,
+            "settings",
+            {"libraries": list(sides), "size": config.size, "cherche": column_name("cherche")},
+            repeats=config.repeats,
+            warmup=config.warmup,
+            notes=notes,
+            corpora=[corpus.name for corpus in selected],
+        )
+    )
     return records
 
 
@@ -364,8 +405,9 @@ def _settings(records: Sequence[Mapping]) -> Mapping[str, Any]:
 def per_query(records: Sequence[Mapping]) -> dict[tuple[str, str, str, str], float]:
     """Seconds per query by (corpus, stage, mode, library)."""
     return {
-        (rec["params"]["corpus"], rec["params"]["stage"], rec["params"]["mode"], rec["params"]["library"]):
-            rec["metrics"]["per_query_s"]
+        (rec["params"]["corpus"], rec["params"]["stage"], rec["params"]["mode"], rec["params"]["library"]): rec[
+            "metrics"
+        ]["per_query_s"]
         for rec in _records(records)
         if "stage" in rec["params"]
     }
@@ -389,8 +431,11 @@ def markdown(records: Sequence[Mapping]) -> str:
     times = per_query(records)
     lines = [f"### {TITLE}", ""]
     if not has_cherche:
-        lines += ["**Cherche is not installed here: only the cherche_faiss side ran** "
-                  "(`pip install -e '.[bench]'` for the comparison).", ""]
+        lines += [
+            "**Cherche is not installed here: only the cherche_faiss side ran** "
+            "(`pip install -e '.[bench]'` for the comparison).",
+            "",
+        ]
     lines += [
         f"| corpus | stage | calls | {column_name('cherche')} | cherche_faiss | ratio (Cherche / cherche_faiss) |",
         "| --- | --- | --- | ---: | ---: | ---: |",
@@ -399,15 +444,18 @@ def markdown(records: Sequence[Mapping]) -> str:
     agreements = {rec["params"]["corpus"]: rec for rec in _records(records, "agreement")}
     for corpus, rec in agreements.items():
         params = rec["params"]
-        label = (f"{corpus} ({params['documents']:,} docs, {params['queries']} queries, "
-                 f"{params['retriever_k']} candidates)")
+        label = (
+            f"{corpus} ({params['documents']:,} docs, {params['queries']} queries, {params['retriever_k']} candidates)"
+        )
         for stage in STAGES:
             for mode in MODES:
                 a = times.get((corpus, stage, mode, "cherche"))
                 b = times[(corpus, stage, mode, "cherche_faiss")]
                 stage_label = "TfIdf + Encoder" if stage == "pipeline" else "Encoder ranker alone"
-                lines.append(f"| {label} | {stage_label} | {described[mode]} | {format_seconds(a)} | "
-                             f"{format_seconds(b)} | {format_ratio(ratio(a, b)) if a is not None else '—'} |")
+                lines.append(
+                    f"| {label} | {stage_label} | {described[mode]} | {format_seconds(a)} | "
+                    f"{format_seconds(b)} | {format_ratio(ratio(a, b)) if a is not None else '—'} |"
+                )
     lines.append("")
     for corpus, rec in agreements.items():
         metrics = rec["metrics"]
@@ -416,7 +464,8 @@ def markdown(records: Sequence[Mapping]) -> str:
         lines.append(
             f"- {corpus}: same top-{rec['params']['ranker_k']} ids from both rankers on the same candidates: "
             f"batch {_agreement_cell(metrics['ranker_batch'])}, single {_agreement_cell(metrics['ranker_single'])}; "
-            f"whole pipeline (each library's own TfIdf) {_agreement_cell(metrics['pipeline_batch'], expected=False)}{shared}. "
+            f"whole pipeline (each library's own TfIdf) "
+            f"{_agreement_cell(metrics['pipeline_batch'], expected=False)}{shared}. "
             f"Encoder table misses: {metrics['encoder_misses']}."
         )
     lines += [
@@ -453,8 +502,9 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     for offset, side in enumerate(sides):
         values = [times.get((*group, side), np.nan) * 1e6 for group in groups]
         axis.bar(positions + offset * width, values, width, label=column_name(side), color=colors[side])
-    axis.set_xticks(positions + width * (len(sides) - 1) / 2,
-                    [f"{corpus}\n{stage}\n{mode}" for corpus, stage, mode in groups])
+    axis.set_xticks(
+        positions + width * (len(sides) - 1) / 2, [f"{corpus}\n{stage}\n{mode}" for corpus, stage, mode in groups]
+    )
     axis.set_yscale("log")
     axis.set_ylabel("µs per query (log)")
     axis.set_title(TITLE)
@@ -472,8 +522,10 @@ def profile(corpus: Corpus, top: int = 15) -> str:
     report = io.StringIO()
     for label, work in (
         ("pipeline, one query per call", lambda: [side.pipeline(q) for q in corpus.queries]),
-        ("ranker alone, one query per call",
-         lambda: [side.ranker(q, documents=c) for q, c in zip(corpus.queries, candidates)]),
+        (
+            "ranker alone, one query per call",
+            lambda: [side.ranker(q, documents=c) for q, c in zip(corpus.queries, candidates)],
+        ),
     ):
         work()  # warm-up
         profiler = cProfile.Profile()
@@ -505,8 +557,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config(size=args.size, results_dir=args.results_dir)
     config.repeats = args.repeats if args.repeats is not None else (1 if config.smoke else config.repeats)
     if not cherche_available():
-        print("Cherche is not importable here: timing cherche_faiss alone "
-              "(`pip install -e '.[bench]'` for the comparison).", file=sys.stderr)
+        print(
+            "Cherche is not importable here: timing cherche_faiss alone "
+            "(`pip install -e '.[bench]'` for the comparison).",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     records = run(config)
     seconds = time.perf_counter() - started
@@ -515,11 +570,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     plots = [] if args.no_plots else [str(path) for path in plot(records, folder)]
     results_file = folder / "overhead.json"
-    results_file.write_text(json.dumps(
-        {"environment": environment(), "size": config.size, "seconds": seconds, "records": records,
-         "plots": plots, "table_markdown": table},
-        indent=1, default=float,
-    ) + "\n")
+    results_file.write_text(
+        json.dumps(
+            {
+                "environment": environment(),
+                "size": config.size,
+                "seconds": seconds,
+                "records": records,
+                "plots": plots,
+                "table_markdown": table,
+            },
+            indent=1,
+            default=float,
+        )
+        + "\n"
+    )
     print(table)
     print(f"Ran in {seconds:.1f} s. JSON written to {results_file}" + (f"; plot {plots[0]}" if plots else ""))
     if args.profile:

@@ -84,13 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         records.extend(workload_records)
         sections.append(module.markdown(workload_records))
         if not args.no_plots:
-            plots.extend(str(path.relative_to(config.results_dir)) for path in module.plot(workload_records, config.results_dir))
+            plots.extend(
+                str(path.relative_to(config.results_dir)) for path in module.plot(workload_records, config.results_dir)
+            )
     seconds = time.perf_counter() - started
 
     env = environment()
     stem = "latest" if config.size != "smoke" else "smoke"
     (config.results_dir / f"{stem}.json").write_text(
-        json.dumps({"environment": env, "size": config.size, "seconds": seconds, "plots": plots, "records": records}, indent=1)
+        json.dumps(
+            {"environment": env, "size": config.size, "seconds": seconds, "plots": plots, "records": records}, indent=1
+        )
         + "\n"
     )
     figures = "".join(f"\n![{path}]({path})\n" for path in plots)

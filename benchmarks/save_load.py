@@ -61,8 +61,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    Config,
     RESULTS_DIR,
+    Config,
     alternate,
     cherche_available,
     environment,
@@ -287,7 +287,10 @@ def cold_load(path: Path) -> dict[str, Any]:
     start = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-c", CHILD_CODE, str(path), QUERY, KEY],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     wall = time.perf_counter() - start
     if completed.returncode != 0:
@@ -356,8 +359,15 @@ def run(config: Config) -> list[dict]:
     build_s, pipelines = time_builds(documents, encoders, repeats)
     answers_before = {library: to_answer(pipelines[library](QUERY)) for library in sides}
     for library in sides:
-        add("build_add", library, {"documents": len(documents)}, median_s=median(build_s[library]),
-            samples_s=build_s[library], hits=len(answers_before[library]), answer=answers_before[library])
+        add(
+            "build_add",
+            library,
+            {"documents": len(documents)},
+            median_s=median(build_s[library]),
+            samples_s=build_s[library],
+            hits=len(answers_before[library]),
+            answer=answers_before[library],
+        )
 
     # Single-query latency, interleaved query by query.
     queries = towns_queries(documents)
@@ -365,16 +375,27 @@ def run(config: Config) -> list[dict]:
         queries = queries[: plan["latency_queries"]]
     samples = interleaved_latencies({library: pipelines[library] for library in sides}, queries, warmup=3)
     for library in sides:
-        add("latency", library, {"queries": len(queries), "query_words": QUERY_WORDS},
-            **summary(samples[library]), samples_s=samples[library])
+        add(
+            "latency",
+            library,
+            {"queries": len(queries), "query_words": QUERY_WORDS},
+            **summary(samples[library]),
+            samples_s=samples[library],
+        )
 
     # Throughput: one call with a list of queries.
     batch = list(itertools.islice(itertools.cycle(queries), plan["throughput_queries"]))
     calls = alternate({library: _bind(pipelines[library], batch) for library in sides}, repeats, warmup=config.warmup)
     for library in sides:
         seconds = median(calls[library])
-        add("throughput", library, {"queries": len(batch), "distinct": len(set(batch))},
-            median_s=seconds, queries_per_s=len(batch) / seconds, samples_s=calls[library])
+        add(
+            "throughput",
+            library,
+            {"queries": len(batch), "distinct": len(set(batch))},
+            median_s=seconds,
+            queries_per_s=len(batch) / seconds,
+            samples_s=calls[library],
+        )
 
     # Pickle: size, dump, cold and warm loads.
     with tempfile.TemporaryDirectory(prefix="save_load_") as folder:
@@ -388,27 +409,44 @@ def run(config: Config) -> list[dict]:
             runs = cold[library]
             cold_load_s = [one["load_s"] for one in runs]
             cold_query_s = [one["first_query_s"] for one in runs]
-            add("pickle", library, {"protocol": PROTOCOL, "query": QUERY},
+            add(
+                "pickle",
+                library,
+                {"protocol": PROTOCOL, "query": QUERY},
                 pickle_bytes=len(payload),
-                dump_s=median(dump_s[library]), dump_samples_s=dump_s[library],
-                warm_load_s=median(warm_s), warm_load_samples_s=warm_s,
-                warm_first_query_s=median(warm_query_s), warm_first_query_samples_s=warm_query_s,
+                dump_s=median(dump_s[library]),
+                dump_samples_s=dump_s[library],
+                warm_load_s=median(warm_s),
+                warm_load_samples_s=warm_s,
+                warm_first_query_s=median(warm_query_s),
+                warm_first_query_samples_s=warm_query_s,
                 warm_round_trip=compare(answers_before[library], warm_answer),
                 cold_load_s=median(cold_load_s) if runs else None,
                 cold_first_query_s=median(cold_query_s) if runs else None,
                 cold_load_plus_query_s=median([a + b for a, b in zip(cold_load_s, cold_query_s)]) if runs else None,
                 cold_wall_s=median([one["wall_s"] for one in runs]) if runs else None,
                 cold_samples=runs,
-                cold_round_trip=merge_comparisons([compare(answers_before[library], one["answer"]) for one in runs]))
+                cold_round_trip=merge_comparisons([compare(answers_before[library], one["answer"]) for one in runs]),
+            )
 
-    records.append(record(
-        WORKLOAD, "settings",
-        {"libraries": list(sides), "cherche": cherche_version(), "size": config.size},
-        repeats=repeats, warmup=config.warmup, query=QUERY, documents=len(documents),
-        retriever_k=RETRIEVER_K, ranker_k=RANKER_K, pickle_protocol=PROTOCOL,
-        similarity_tolerance=SIMILARITY_TOLERANCE, model_path=model_path, cold_loads=plan["cold_loads"],
-        python_executable=sys.executable,
-    ))
+    records.append(
+        record(
+            WORKLOAD,
+            "settings",
+            {"libraries": list(sides), "cherche": cherche_version(), "size": config.size},
+            repeats=repeats,
+            warmup=config.warmup,
+            query=QUERY,
+            documents=len(documents),
+            retriever_k=RETRIEVER_K,
+            ranker_k=RANKER_K,
+            pickle_protocol=PROTOCOL,
+            similarity_tolerance=SIMILARITY_TOLERANCE,
+            model_path=model_path,
+            cold_loads=plan["cold_loads"],
+            python_executable=sys.executable,
+        )
+    )
     return records
 
 
@@ -458,23 +496,45 @@ def markdown(records: Sequence[Mapping]) -> str:
 
     def timed(label: str, case: str, name: str) -> None:
         a, b = value(case, "cherche", name), value(case, "cherche_faiss", name)
-        rows.append((label, format_seconds(a) if has_cherche else "—", format_seconds(b),
-                     format_ratio(ratio(a, b)) if a is not None and b is not None else "—"))
+        rows.append(
+            (
+                label,
+                format_seconds(a) if has_cherche else "—",
+                format_seconds(b),
+                format_ratio(ratio(a, b)) if a is not None and b is not None else "—",
+            )
+        )
 
     size_a, size_b = value("pickle", "cherche", "pickle_bytes"), value("pickle", "cherche_faiss", "pickle_bytes")
     latency_n = value("latency", "cherche_faiss", "n")
-    batch_n = next((rec["params"]["queries"] for rec in records
-                    if rec["workload"] == WORKLOAD and rec["case"] == "throughput"), THROUGHPUT_QUERIES)
+    batch_n = next(
+        (rec["params"]["queries"] for rec in records if rec["workload"] == WORKLOAD and rec["case"] == "throughput"),
+        THROUGHPUT_QUERIES,
+    )
     timed("build + add", "build_add", "median_s")
     for percentile in ("p50", "p95", "p99"):
         timed(f"single query latency {percentile} ({latency_n} queries)", "latency", f"{percentile}_s")
     timed(f"one call with {batch_n:,} queries", "throughput", "median_s")
-    qps_a, qps_b = value("throughput", "cherche", "queries_per_s"), value("throughput", "cherche_faiss", "queries_per_s")
-    rows.append((f"throughput, {batch_n:,} queries in one call (queries/s)",
-                 f"{qps_a:,.0f}" if qps_a else "—", f"{qps_b:,.0f}",
-                 format_ratio(ratio(qps_b, qps_a)) if qps_a else "—"))
-    rows.append(("pickle size", f"{size_a:,} B" if size_a else "—", f"{size_b:,} B",
-                 format_ratio(ratio(size_a, size_b)) if size_a else "—"))
+    qps_a, qps_b = (
+        value("throughput", "cherche", "queries_per_s"),
+        value("throughput", "cherche_faiss", "queries_per_s"),
+    )
+    rows.append(
+        (
+            f"throughput, {batch_n:,} queries in one call (queries/s)",
+            f"{qps_a:,.0f}" if qps_a else "—",
+            f"{qps_b:,.0f}",
+            format_ratio(ratio(qps_b, qps_a)) if qps_a else "—",
+        )
+    )
+    rows.append(
+        (
+            "pickle size",
+            f"{size_a:,} B" if size_a else "—",
+            f"{size_b:,} B",
+            format_ratio(ratio(size_a, size_b)) if size_a else "—",
+        )
+    )
     timed("pickle.dump to file", "pickle", "dump_s")
     if settings.get("cold_loads", True):
         timed("cold: pickle.load in a fresh process", "pickle", "cold_load_s")
@@ -488,15 +548,23 @@ def markdown(records: Sequence[Mapping]) -> str:
     for kind in ("cold", "warm"):
         if kind == "cold" and not settings.get("cold_loads", True):
             continue
-        rows.append((f"answer == before pickling ({kind})",
-                     verdict(value("pickle", "cherche", f"{kind}_round_trip")) if has_cherche else "—",
-                     verdict(value("pickle", "cherche_faiss", f"{kind}_round_trip")), "—"))
+        rows.append(
+            (
+                f"answer == before pickling ({kind})",
+                verdict(value("pickle", "cherche", f"{kind}_round_trip")) if has_cherche else "—",
+                verdict(value("pickle", "cherche_faiss", f"{kind}_round_trip")),
+                "—",
+            )
+        )
 
     header = ("metric", column_name("cherche"), "cherche_faiss", "ratio")
     lines = [f"### {TITLE}", ""]
     if not has_cherche:
-        lines += ["**Cherche is not installed here: only the cherche_faiss side ran** "
-                  "(`pip install -e '.[bench]'` for the comparison).", ""]
+        lines += [
+            "**Cherche is not installed here: only the cherche_faiss side ran** "
+            "(`pip install -e '.[bench]'` for the comparison).",
+            "",
+        ]
     lines += ["| " + " | ".join(header) + " |", "| --- | ---: | ---: | ---: |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     notes = [
@@ -546,9 +614,14 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     qps_ax.set_ylabel("queries / s")
     qps_ax.set_title("Throughput, one call")
 
-    stages = [("build + add", "build_add", "median_s"), ("dump", "pickle", "dump_s"),
-              ("cold load", "pickle", "cold_load_s"), ("cold 1st query", "pickle", "cold_first_query_s"),
-              ("warm load", "pickle", "warm_load_s"), ("warm 1st query", "pickle", "warm_first_query_s")]
+    stages = [
+        ("build + add", "build_add", "median_s"),
+        ("dump", "pickle", "dump_s"),
+        ("cold load", "pickle", "cold_load_s"),
+        ("cold 1st query", "pickle", "cold_first_query_s"),
+        ("warm load", "pickle", "warm_load_s"),
+        ("warm 1st query", "pickle", "warm_first_query_s"),
+    ]
     stages = [stage for stage in stages if all(metrics[(stage[1], side)].get(stage[2]) is not None for side in sides)]
     positions = np.arange(len(stages))
     for offset, side in enumerate(sides):
@@ -598,8 +671,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config(size=args.size, results_dir=args.results_dir)
     config.repeats = args.repeats if args.repeats is not None else (1 if config.smoke else config.repeats)
     if not cherche_available():
-        print("Cherche is not importable here: timing cherche_faiss alone "
-              "(`pip install -e '.[bench]'` for the comparison).", file=sys.stderr)
+        print(
+            "Cherche is not importable here: timing cherche_faiss alone "
+            "(`pip install -e '.[bench]'` for the comparison).",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     records = run(config)
     seconds = time.perf_counter() - started
@@ -609,11 +685,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     plots = [] if args.no_plots else [str(path) for path in plot(records, folder)]
     results_file = folder / "save_load.json"
-    results_file.write_text(json.dumps(
-        {"environment": environment(), "size": config.size, "seconds": seconds, "records": records,
-         "failed_checks": failures, "plots": plots, "table_markdown": table},
-        indent=1, default=float,
-    ) + "\n")
+    results_file.write_text(
+        json.dumps(
+            {
+                "environment": environment(),
+                "size": config.size,
+                "seconds": seconds,
+                "records": records,
+                "failed_checks": failures,
+                "plots": plots,
+                "table_markdown": table,
+            },
+            indent=1,
+            default=float,
+        )
+        + "\n"
+    )
     print(table)
     print(f"Ran in {seconds:.1f} s. JSON written to {results_file}" + (f"; plot {plots[0]}" if plots else ""))
     for failure in failures:

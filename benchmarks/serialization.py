@@ -113,7 +113,9 @@ def _faiss_answer(index: Any, queries: np.ndarray) -> list:
 
 def _child(kind: str, path: Path, queries_path: Path, reports: list[dict]) -> Callable[[], None]:
     """A case that loads ``path`` in a fresh interpreter and appends the child's report to ``reports``."""
-    return child_reporter([sys.executable, "-c", CHILD_CODE, kind, str(path), str(queries_path), str(K)], f"{kind} load", reports)
+    return child_reporter(
+        [sys.executable, "-c", CHILD_CODE, kind, str(path), str(queries_path), str(K)], f"{kind} load", reports
+    )
 
 
 def run(config: Config) -> list[dict]:
@@ -257,8 +259,8 @@ def markdown(records: list[dict]) -> str:
         parts.append(
             "\n".join(lines)
             + f"\n\nd={p['d']}; {p['source']}. Medians of {p['repeats']} alternated runs; files in the page cache. "
-            "\"This process\" loads the pickle with `pickle.loads` from bytes in memory and the FAISS index with "
-            "`read_index` from its file; \"fresh process\" is timed inside a new interpreter after its imports. "
+            '"This process" loads the pickle with `pickle.loads` from bytes in memory and the FAISS index with '
+            '`read_index` from its file; "fresh process" is timed inside a new interpreter after its imports. '
             "Target: pickle load <= 1.5x `read_index`. Loaded copies answer identically: "
             + ("yes." if same else f"**no** ({json.dumps(m['identical'])}).")
             + "\n"

@@ -92,9 +92,12 @@ class Server:
         if Path(path).is_file():
             options.append("--allow-pickle")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cherche_faiss.cli", "serve", str(path), "--port", "0", "--no-access-log",
-             *options],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
+            [sys.executable, "-m", "cherche_faiss.cli", "serve", str(path), "--port", "0", "--no-access-log", *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=REPO,
         )
         self.log: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
@@ -108,7 +111,9 @@ class Server:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the {self.mode} server exited with {self.process.returncode}:\n{''.join(self.log)}")
+                raise RuntimeError(
+                    f"the {self.mode} server exited with {self.process.returncode}:\n{''.join(self.log)}"
+                )
             match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", "".join(self.log))
             if match and self.port is None:
                 self.port = int(match.group(1))
@@ -135,8 +140,10 @@ class Server:
 def search_request(query: str, k: int = K) -> bytes:
     """A complete ``POST /search`` HTTP/1.1 request, keep-alive."""
     body = json.dumps({"q": query, "k": k}).encode()
-    return (b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    return (
+        b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
@@ -237,12 +244,13 @@ def run(config: Config) -> list[dict]:
             settings = {mode: server.info() for mode, server in servers.items()}
             samples: dict[tuple[str, int], dict[str, list]] = {
                 (mode, clients): {"latencies": [], "rates": [], "errors": [], "queries": [], "batches": [], "calls": []}
-                for mode in MODES for clients in CLIENTS
+                for mode in MODES
+                for clients in CLIENTS
             }
             step = 0
             for _ in range(rounds):
                 for clients in CLIENTS:
-                    order = MODES[step % len(MODES):] + MODES[: step % len(MODES)]
+                    order = MODES[step % len(MODES) :] + MODES[: step % len(MODES)]
                     step += 1
                     count = requests_per_cell(config, clients)
                     offset = step * 37  # another slice of the queries each time
@@ -263,22 +271,43 @@ def run(config: Config) -> list[dict]:
                 server.stop()
     for (mode, clients), cell in samples.items():
         latencies = np.asarray(cell["latencies"])
-        records.append(record(
-            WORKLOAD, "load", {"mode": mode, "clients": clients, "requests_per_round": requests_per_cell(config, clients)},
-            requests_per_s=median(cell["rates"]), rates=cell["rates"], requests=int(latencies.size),
-            p50_s=float(np.percentile(latencies, 50)), p99_s=float(np.percentile(latencies, 99)),
-            mean_s=float(latencies.mean()), errors=len(cell["errors"]), first_errors=cell["errors"][:3],
-            mean_batch_queries=sum(cell["queries"]) / sum(cell["batches"]) if sum(cell["batches"]) else None,
-            pipeline_calls=sum(cell["calls"]),
-        ))
-    records.append(record(
-        WORKLOAD, "settings", {"size": config.size},
-        encoder=encoder_name, rounds=rounds, clients=list(CLIENTS), k=K, retriever_k=RETRIEVER_K, ranker_k=RANKER_K,
-        documents=len(documents), distinct_queries=len(queries), answers_equal=correct,
-        batching={mode: settings[mode]["batching"] for mode in MODES},
-        threads={mode: settings[mode]["threads"] for mode in MODES},
-        cpu_count=os.cpu_count(), load_average=list(os.getloadavg()),
-    ))
+        records.append(
+            record(
+                WORKLOAD,
+                "load",
+                {"mode": mode, "clients": clients, "requests_per_round": requests_per_cell(config, clients)},
+                requests_per_s=median(cell["rates"]),
+                rates=cell["rates"],
+                requests=int(latencies.size),
+                p50_s=float(np.percentile(latencies, 50)),
+                p99_s=float(np.percentile(latencies, 99)),
+                mean_s=float(latencies.mean()),
+                errors=len(cell["errors"]),
+                first_errors=cell["errors"][:3],
+                mean_batch_queries=sum(cell["queries"]) / sum(cell["batches"]) if sum(cell["batches"]) else None,
+                pipeline_calls=sum(cell["calls"]),
+            )
+        )
+    records.append(
+        record(
+            WORKLOAD,
+            "settings",
+            {"size": config.size},
+            encoder=encoder_name,
+            rounds=rounds,
+            clients=list(CLIENTS),
+            k=K,
+            retriever_k=RETRIEVER_K,
+            ranker_k=RANKER_K,
+            documents=len(documents),
+            distinct_queries=len(queries),
+            answers_equal=correct,
+            batching={mode: settings[mode]["batching"] for mode in MODES},
+            threads={mode: settings[mode]["threads"] for mode in MODES},
+            cpu_count=os.cpu_count(),
+            load_average=list(os.getloadavg()),
+        )
+    )
     return records
 
 
@@ -286,7 +315,8 @@ def run(config: Config) -> list[dict]:
 def _cells(records: Sequence[Mapping]) -> dict[tuple[str, int], Mapping[str, Any]]:
     return {
         (rec["params"]["mode"], rec["params"]["clients"]): rec["metrics"]
-        for rec in records if rec["workload"] == WORKLOAD and rec["case"] == "load"
+        for rec in records
+        if rec["workload"] == WORKLOAD and rec["case"] == "load"
     }
 
 
@@ -302,7 +332,8 @@ def markdown(records: Sequence[Mapping]) -> str:
     cells = _cells(records)
     settings = _settings(records)
     lines = [
-        f"### {TITLE}", "",
+        f"### {TITLE}",
+        "",
         "| clients | server | req/s | req/s vs unbatched | p50 | p99 | p99 vs unbatched | queries per call | errors |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -324,18 +355,22 @@ def markdown(records: Sequence[Mapping]) -> str:
     threads = (settings.get("threads") or {}).get("batched") or {}
     batching = (settings.get("batching") or {}).get("batched") or {}
     equal = settings.get("answers_equal") or {}
-    lines += ["", (
-        f"Pipeline: TfIdf k={settings.get('retriever_k')} + rank.Encoder k={settings.get('ranker_k')} "
-        f"({settings.get('encoder')}) + documents, towns ({settings.get('documents')} passages); every request "
-        f"`{{\"q\": <one of {settings.get('distinct_queries')} distinct queries>, \"k\": {settings.get('k')}}}`. "
-        f"Three `cherche-faiss serve` processes (batches of at most {batching.get('max_batch_size')} queries), "
-        f"{threads.get('threads')} search thread(s) each (FAISS {threads.get('faiss_omp')}, torch "
-        f"{threads.get('torch')}), loaded from this process with one request in flight per client; servers "
-        f"taking turns per client count over {settings.get('rounds')} round(s). req/s: median over rounds; "
-        "p50/p99: all requests pooled. Ratios against the unbatched server: req/s over its req/s, its p99 "
-        "over this p99 (above 1, batching is ahead). Answers checked against the in-process pipeline: "
-        + ", ".join(f"{MODE_NAMES[mode]} {'equal' if ok else '**DIFFERENT**'}" for mode, ok in equal.items()) + "."
-    )]
+    lines += [
+        "",
+        (
+            f"Pipeline: TfIdf k={settings.get('retriever_k')} + rank.Encoder k={settings.get('ranker_k')} "
+            f"({settings.get('encoder')}) + documents, towns ({settings.get('documents')} passages); every request "
+            f'`{{"q": <one of {settings.get("distinct_queries")} distinct queries>, "k": {settings.get("k")}}}`. '
+            f"Three `cherche-faiss serve` processes (batches of at most {batching.get('max_batch_size')} queries), "
+            f"{threads.get('threads')} search thread(s) each (FAISS {threads.get('faiss_omp')}, torch "
+            f"{threads.get('torch')}), loaded from this process with one request in flight per client; servers "
+            f"taking turns per client count over {settings.get('rounds')} round(s). req/s: median over rounds; "
+            "p50/p99: all requests pooled. Ratios against the unbatched server: req/s over its req/s, its p99 "
+            "over this p99 (above 1, batching is ahead). Answers checked against the in-process pipeline: "
+            + ", ".join(f"{MODE_NAMES[mode]} {'equal' if ok else '**DIFFERENT**'}" for mode, ok in equal.items())
+            + "."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -349,11 +384,15 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     for mode in MODES:
         clients = [c for c in CLIENTS if (mode, c) in cells]
         name = MODE_NAMES[mode]
-        rate_ax.plot(clients, [cells[(mode, c)]["requests_per_s"] for c in clients], "o-", color=colors[mode], label=name)
-        latency_ax.plot(clients, [cells[(mode, c)]["p50_s"] * 1e3 for c in clients], "o-", color=colors[mode],
-                        label=f"{name} p50")
-        latency_ax.plot(clients, [cells[(mode, c)]["p99_s"] * 1e3 for c in clients], "s--", color=colors[mode],
-                        label=f"{name} p99")
+        rate_ax.plot(
+            clients, [cells[(mode, c)]["requests_per_s"] for c in clients], "o-", color=colors[mode], label=name
+        )
+        latency_ax.plot(
+            clients, [cells[(mode, c)]["p50_s"] * 1e3 for c in clients], "o-", color=colors[mode], label=f"{name} p50"
+        )
+        latency_ax.plot(
+            clients, [cells[(mode, c)]["p99_s"] * 1e3 for c in clients], "s--", color=colors[mode], label=f"{name} p99"
+        )
     for axis in (rate_ax, latency_ax):
         axis.set_xscale("log", base=2)
         axis.set_xticks(CLIENTS, [str(c) for c in CLIENTS])

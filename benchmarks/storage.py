@@ -170,9 +170,11 @@ def run_retriever(config: Config) -> dict:
 
     n = size_for(config)
     data = dataset(n, config)
-    built = {"retriever": retrieve.Embedding(key="id", k=K).add(
-        [{"id": i} for i in range(n)], embeddings_documents=data.documents, show_progress=False
-    )}  # cleared before the children run: the closures below read it from here
+    built = {
+        "retriever": retrieve.Embedding(key="id", k=K).add(
+            [{"id": i} for i in range(n)], embeddings_documents=data.documents, show_progress=False
+        )
+    }  # cleared before the children run: the closures below read it from here
     queries = np.ascontiguousarray(data.queries[:CHECK_QUERIES])
     source, d = data.source, data.documents.shape[1]
     del data
@@ -230,7 +232,9 @@ def _same(answer: list, expected: list) -> bool:
 
 def _child(side: str, paths: dict[str, Path], queries_path: Path, reports: list[dict]) -> Callable[[], None]:
     path = paths["safe" if side.startswith("safe") else side]
-    return child_reporter([sys.executable, "-c", CHILD_CODE, side, str(path), str(queries_path), str(K)], f"{side} load", reports)
+    return child_reporter(
+        [sys.executable, "-c", CHILD_CODE, side, str(path), str(queries_path), str(K)], f"{side} load", reports
+    )
 
 
 def run(config: Config) -> list[dict]:
@@ -238,10 +242,15 @@ def run(config: Config) -> list[dict]:
     towns = run_towns(config)
     retriever = run_retriever(config)
     return [
-        record(WORKLOAD, "towns", {"repeats": config.repeats, "model": "hashing" if config.smoke else "MiniLM"}, **towns),
-        record(WORKLOAD, f"retriever N={retriever['n']}", {"n": retriever["n"], "d": retriever["d"],
-                                                            "source": retriever["source"], "repeats": config.repeats},
-               **{key: value for key, value in retriever.items() if key not in ("n", "d", "source")}),
+        record(
+            WORKLOAD, "towns", {"repeats": config.repeats, "model": "hashing" if config.smoke else "MiniLM"}, **towns
+        ),
+        record(
+            WORKLOAD,
+            f"retriever N={retriever['n']}",
+            {"n": retriever["n"], "d": retriever["d"], "source": retriever["source"], "repeats": config.repeats},
+            **{key: value for key, value in retriever.items() if key not in ("n", "d", "source")},
+        ),
     ]
 
 
@@ -270,9 +279,11 @@ def markdown(records: list[dict]) -> str:
         _row("on disk (kB)", towns["size_bytes"], lambda size: f"{size / 1e3:,.0f}"),
         "",
         f"Safe format / pickle: save {format_ratio(towns['ratio_vs_pickle']['save'])}, load "
-        f"{format_ratio(towns['ratio_vs_pickle']['load'])} ({format_ratio(towns['ratio_vs_pickle']['load_mmap'])} with mmap), "
+        f"{format_ratio(towns['ratio_vs_pickle']['load'])} "
+        f"({format_ratio(towns['ratio_vs_pickle']['load_mmap'])} with mmap), "
         f"size {format_ratio(towns['ratio_vs_pickle']['size'])}. Identical answers after loading: "
-        + ("yes" if all(towns["identical"].values()) else f"**no** {towns['identical']}") + ".",
+        + ("yes" if all(towns["identical"].values()) else f"**no** {towns['identical']}")
+        + ".",
         "",
         f"**Retriever of {p['n']:,} x {p['d']} vectors** (Flat; {p['source']}), each load in a fresh process "
         f"(timed inside it, after its imports), medians of {p['repeats']}:",
@@ -287,10 +298,13 @@ def markdown(records: list[dict]) -> str:
         )
     lines += [
         "",
-        f"Save: safe format {format_ms(m['save_s']['safe'])} ms, dump_pickle {format_ms(m['save_s']['load_pickle'])} ms, "
-        f"pickle.dump {format_ms(m['save_s']['pickle'])} ms; on disk {m['size_bytes']['safe'] / 2**20:,.1f} MiB against "
-        f"{m['size_bytes']['pickle'] / 2**20:,.1f} MiB. The same hits in every child (similarities to float32 rounding): "
-        + ("yes" if all(m["identical"].values()) else f"**no** {m['identical']}") + ".",
+        f"Save: safe format {format_ms(m['save_s']['safe'])} ms, "
+        f"dump_pickle {format_ms(m['save_s']['load_pickle'])} ms, "
+        f"pickle.dump {format_ms(m['save_s']['pickle'])} ms; "
+        f"on disk {m['size_bytes']['safe'] / 2**20:,.1f} MiB against {m['size_bytes']['pickle'] / 2**20:,.1f} MiB. "
+        "The same hits in every child (similarities to float32 rounding): "
+        + ("yes" if all(m["identical"].values()) else f"**no** {m['identical']}")
+        + ".",
         "",
     ]
     return "\n".join(lines)

@@ -63,13 +63,24 @@ from _common import (  # noqa: E402
     save_figure,
     summary,
 )
-from save_load import build_pipeline, cherche_available, format_ratio, format_seconds, interleaved_latencies, towns_queries  # noqa: E402
+from save_load import (
+    build_pipeline,
+    cherche_available,
+    format_ratio,
+    format_seconds,
+    interleaved_latencies,
+    towns_queries,
+)  # noqa: E402
 
 WORKLOAD = "torch_free"
 TITLE = "Torch-free serving: ONNX query encoder vs torch vs Cherche (towns, MiniLM)"
 SIDES = ("cherche", "torch", "onnx", "onnx_mmap")
-SIDE_NAMES = {"cherche": "Cherche 2.2.1", "torch": "cherche_faiss, torch", "onnx": "cherche_faiss, ONNX",
-              "onnx_mmap": "ONNX, load(mmap=True)"}
+SIDE_NAMES = {
+    "cherche": "Cherche 2.2.1",
+    "torch": "cherche_faiss, torch",
+    "onnx": "cherche_faiss, ONNX",
+    "onnx_mmap": "ONNX, load(mmap=True)",
+}
 CLIENTS = (1, 4, 16, 64)
 ANSWERED_AFTER_LOAD = 20
 _DOC_CACHE_TAG = "scifact-abstracts-minilm-normalized-v1"
@@ -102,12 +113,30 @@ print(json.dumps({"load_s": loaded - started, "first_answer_s": answered - start
 
 def _sizes(config: Config) -> dict[str, Any]:
     if config.smoke:
-        return {"latency_queries": 10, "cold": 1, "abstracts": 16, "batches": (32,), "encode_repeats": 1,
-                "int8": False, "ndcg": False, "clients": (1, 4), "requests": (8, 2), "rounds": 1}
-    return {"latency_queries": None, "cold": config.repeats if config.full else min(config.repeats, 3),
-            "abstracts": 512 if config.full else 128, "batches": (32, 64),
-            "encode_repeats": 3 if config.full else 2, "int8": True, "ndcg": SCIFACT.is_dir(), "clients": CLIENTS,
-            "requests": (1_000, 40) if config.full else (200, 12), "rounds": 3 if config.full else 2}
+        return {
+            "latency_queries": 10,
+            "cold": 1,
+            "abstracts": 16,
+            "batches": (32,),
+            "encode_repeats": 1,
+            "int8": False,
+            "ndcg": False,
+            "clients": (1, 4),
+            "requests": (8, 2),
+            "rounds": 1,
+        }
+    return {
+        "latency_queries": None,
+        "cold": config.repeats if config.full else min(config.repeats, 3),
+        "abstracts": 512 if config.full else 128,
+        "batches": (32, 64),
+        "encode_repeats": 3 if config.full else 2,
+        "int8": True,
+        "ndcg": SCIFACT.is_dir(),
+        "clients": CLIENTS,
+        "requests": (1_000, 40) if config.full else (200, 12),
+        "rounds": 3 if config.full else 2,
+    }
 
 
 def _abstracts(n: int) -> list[str]:
@@ -135,46 +164,84 @@ def _cold(paths: Mapping[str, Path], queries: list[str], repeats: int) -> list[d
     environment = {"CUDA_VISIBLE_DEVICES": ""}
     os.environ.update(environment)
     try:
-        cases = {side: child_reporter([sys.executable, "-c", CHILD, str(path), side, json.dumps(queries)],
-                                      f"{side} cold start", reports[side]) for side, path in paths.items()}
+        cases = {
+            side: child_reporter(
+                [sys.executable, "-c", CHILD, str(path), side, json.dumps(queries)], f"{side} cold start", reports[side]
+            )
+            for side, path in paths.items()
+        }
         wall = alternate(cases, repeats=repeats, warmup=0)
     finally:
         os.environ.pop("CUDA_VISIBLE_DEVICES", None)
     records = []
     for side, runs in reports.items():
-        records.append(record(
-            WORKLOAD, "cold_start", {"side": side},
-            first_answer_s=median([run["first_answer_s"] for run in runs]), load_s=median([run["load_s"] for run in runs]),
-            process_wall_s=median(wall[side]), rss_bytes=median([run["rss"] for run in runs]),
-            peak_rss_bytes=median([run["peak_rss"] for run in runs]), torch_imported=any(run["torch"] for run in runs),
-            first=runs[-1]["first"], runs=len(runs),
-        ))
+        records.append(
+            record(
+                WORKLOAD,
+                "cold_start",
+                {"side": side},
+                first_answer_s=median([run["first_answer_s"] for run in runs]),
+                load_s=median([run["load_s"] for run in runs]),
+                process_wall_s=median(wall[side]),
+                rss_bytes=median([run["rss"] for run in runs]),
+                peak_rss_bytes=median([run["peak_rss"] for run in runs]),
+                torch_imported=any(run["torch"] for run in runs),
+                first=runs[-1]["first"],
+                runs=len(runs),
+            )
+        )
     return records
 
 
 def _encoding(model: Any, onnx: Any, texts: list[str], batches: Sequence[int], repeats: int) -> list[dict]:
     records = []
     for batch in batches:
-        samples = alternate({"torch": lambda: model.encode(texts, batch_size=batch),
-                             "onnx": lambda: onnx.encode(texts, batch_size=batch)}, repeats=repeats, warmup=1)
-        records.append(record(WORKLOAD, "encoding", {"batch_size": batch, "texts": len(texts)},
-                              **{f"{side}_docs_per_s": len(texts) / median(values) for side, values in samples.items()}))
+        samples = alternate(
+            {
+                "torch": lambda batch=batch: model.encode(texts, batch_size=batch),
+                "onnx": lambda batch=batch: onnx.encode(texts, batch_size=batch),
+            },
+            repeats=repeats,
+            warmup=1,
+        )
+        records.append(
+            record(
+                WORKLOAD,
+                "encoding",
+                {"batch_size": batch, "texts": len(texts)},
+                **{f"{side}_docs_per_s": len(texts) / median(values) for side, values in samples.items()},
+            )
+        )
     return records
 
 
 def _int8(model: Any, encoders: Mapping[str, Any], claims: list[str], abstracts: list[str]) -> list[dict]:
-    samples = interleaved_latencies({"torch": lambda q: model.encode([q]),
-                                     **{name: (lambda q, e=e: e.encode([q])) for name, e in encoders.items()}},
-                                    claims)
+    samples = interleaved_latencies(
+        {
+            "torch": lambda q: model.encode([q]),
+            **{name: (lambda q, e=e: e.encode([q])) for name, e in encoders.items()},
+        },
+        claims,
+    )
     texts = claims + abstracts
     reference = model.encode(texts, convert_to_numpy=True, batch_size=64)
     records = []
     for name, encoder in encoders.items():
         cosines = _cosines(encoder.encode(texts, batch_size=64), reference)
         size = os.path.getsize(Path(encoder.path) / "model.onnx")
-        records.append(record(WORKLOAD, "precision", {"encoder": name}, p50_s=median(samples[name]),
-                              torch_p50_s=median(samples["torch"]), min_cosine=float(cosines.min()),
-                              mean_cosine=float(cosines.mean()), texts=len(texts), bytes=size))
+        records.append(
+            record(
+                WORKLOAD,
+                "precision",
+                {"encoder": name},
+                p50_s=median(samples[name]),
+                torch_p50_s=median(samples["torch"]),
+                min_cosine=float(cosines.min()),
+                mean_cosine=float(cosines.mean()),
+                texts=len(texts),
+                bytes=size,
+            )
+        )
     return records
 
 
@@ -183,8 +250,9 @@ def _document_vectors(model: Any, corpus: list[dict]) -> np.ndarray:
     path = CACHE_DIR / f"{_DOC_CACHE_TAG}-{len(corpus)}.npy"
     if path.is_file():
         return np.load(path)
-    vectors = model.encode([d["title"] + " " + d["text"] for d in corpus], batch_size=64,
-                           normalize_embeddings=True, convert_to_numpy=True)
+    vectors = model.encode(
+        [d["title"] + " " + d["text"] for d in corpus], batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+    )
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors.astype(np.float32))
     return vectors
@@ -209,8 +277,16 @@ def _ndcg(model: Any, encoders: Mapping[str, Any]) -> list[dict]:
             return hits[0] if isinstance(q, str) else hits
 
         scores = evaluate(answer, dataset.queries, dataset.qrels, ks=(10, 100), key="id", show_progress=False)
-        records.append(record(WORKLOAD, "ndcg", {"query_encoder": name}, ndcg_at_10=scores["ndcg@10"],
-                              recall_at_100=scores["recall@100"], queries=scores["queries"]))
+        records.append(
+            record(
+                WORKLOAD,
+                "ndcg",
+                {"query_encoder": name},
+                ndcg_at_10=scores["ndcg@10"],
+                recall_at_100=scores["recall@100"],
+                queries=scores["queries"],
+            )
+        )
     return records
 
 
@@ -233,8 +309,11 @@ def _server(saves: Mapping[str, Path], queries: list[str], sizes: dict[str, Any]
         for _ in range(sizes["rounds"]):
             for clients in sizes["clients"]:
                 base, per_client = sizes["requests"]
-                requests = [search_request(queries[(step * 37 + i) % len(queries)]) for i in range(max(base, per_client * clients))]
-                order = list(servers)[step % len(servers):] + list(servers)[: step % len(servers)]
+                requests = [
+                    search_request(queries[(step * 37 + i) % len(queries)])
+                    for i in range(max(base, per_client * clients))
+                ]
+                order = list(servers)[step % len(servers) :] + list(servers)[: step % len(servers)]
                 step += 1
                 for side in order:
                     result = asyncio.run(load(servers[side].port, requests, clients))
@@ -245,16 +324,25 @@ def _server(saves: Mapping[str, Path], queries: list[str], sizes: dict[str, Any]
     finally:
         for server in servers.values():
             server.stop()
-    return [record(WORKLOAD, "server", {"side": side, "clients": clients}, requests_per_s=median(rates),
-                   p50_s=float(np.percentile(p99[(side, clients)], 50)), p99_s=float(np.percentile(p99[(side, clients)], 99)),
-                   errors=errors[(side, clients)], threads=threads[side])
-            for (side, clients), rates in samples.items()]
+    return [
+        record(
+            WORKLOAD,
+            "server",
+            {"side": side, "clients": clients},
+            requests_per_s=median(rates),
+            p50_s=float(np.percentile(p99[(side, clients)], 50)),
+            p99_s=float(np.percentile(p99[(side, clients)], 99)),
+            errors=errors[(side, clients)],
+            threads=threads[side],
+        )
+        for (side, clients), rates in samples.items()
+    ]
 
 
 def run(config: Config) -> list[dict]:
-    import cherche_faiss
     from sentence_transformers import SentenceTransformer
 
+    import cherche_faiss
     from cherche_faiss import data
     from cherche_faiss.encoders import OnnxEncoder, export_onnx
 
@@ -267,7 +355,10 @@ def run(config: Config) -> list[dict]:
         folder = Path(folder)
         ours = build_pipeline("cherche_faiss", documents, model.encode)
         save = cherche_faiss.save(ours, folder / "search", onnx=True)
-        pipelines = {"torch": cherche_faiss.load(save, backend="torch"), "onnx": cherche_faiss.load(save, backend="onnx")}
+        pipelines = {
+            "torch": cherche_faiss.load(save, backend="torch"),
+            "onnx": cherche_faiss.load(save, backend="onnx"),
+        }
         paths: dict[str, Path] = {"torch": save, "onnx": save, "onnx_mmap": save}
         if cherche_available():
             cherche = build_pipeline("cherche", documents, model.encode)
@@ -294,14 +385,26 @@ def run(config: Config) -> list[dict]:
         if sizes["int8"]:
             saves["onnx_int8"] = cherche_faiss.save(ours, folder / "search-int8", onnx="int8")
         records += _server(saves, towns_queries(documents), sizes)
-    records.append(record(WORKLOAD, "settings", {"size": config.size}, answers_agree=agree, sides=list(pipelines),
-                          cpu_count=os.cpu_count(), load_average=list(os.getloadavg()), queries=len(queries)))
+    records.append(
+        record(
+            WORKLOAD,
+            "settings",
+            {"size": config.size},
+            answers_agree=agree,
+            sides=list(pipelines),
+            cpu_count=os.cpu_count(),
+            load_average=list(os.getloadavg()),
+            queries=len(queries),
+        )
+    )
     return records
 
 
 # -- reporting ---------------------------------------------------------------------------------------
 def _by(records: Sequence[Mapping], case: str, key: str) -> dict[Any, Mapping[str, Any]]:
-    return {rec["params"][key]: rec["metrics"] for rec in records if rec["workload"] == WORKLOAD and rec["case"] == case}
+    return {
+        rec["params"][key]: rec["metrics"] for rec in records if rec["workload"] == WORKLOAD and rec["case"] == case
+    }
 
 
 def _verdict(value: float | None, goal: float, below: bool = True) -> str:
@@ -313,17 +416,34 @@ def _verdict(value: float | None, goal: float, below: bool = True) -> str:
 def markdown(records: Sequence[Mapping]) -> str:
     single = _by(records, "single_query", "side")
     cold = _by(records, "cold_start", "side")
-    lines = [f"### {TITLE}", "", "| | " + " | ".join(SIDE_NAMES[s] for s in SIDES if s in single or s in cold) + " |",
-             "| --- |" + " ---: |" * sum(s in single or s in cold for s in SIDES)]
+    lines = [
+        f"### {TITLE}",
+        "",
+        "| | " + " | ".join(SIDE_NAMES[s] for s in SIDES if s in single or s in cold) + " |",
+        "| --- |" + " ---: |" * sum(s in single or s in cold for s in SIDES),
+    ]
     shown = [s for s in SIDES if s in single or s in cold]
     for label, metric in (("one query p50", "p50_s"), ("p95", "p95_s"), ("p99", "p99_s")):
-        lines.append(f"| {label} | " + " | ".join(format_seconds(single[s][metric]) if s in single else "as ONNX"
-                                                   for s in shown) + " |")
-    for label, metric in (("cold start: load + first answer", "first_answer_s"), ("whole child process", "process_wall_s")):
-        lines.append(f"| {label} | " + " | ".join(format_seconds(cold[s][metric]) if s in cold else "-" for s in shown) + " |")
-    lines.append("| resident memory, loaded and answering | " + " | ".join(
-        f"{cold[s]['rss_bytes'] / 2**20:,.0f} MiB" if s in cold else "-" for s in shown) + " |")
-    lines.append("| torch imported | " + " | ".join(str(cold[s]["torch_imported"]) if s in cold else "-" for s in shown) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(format_seconds(single[s][metric]) if s in single else "as ONNX" for s in shown)
+            + " |"
+        )
+    for label, metric in (
+        ("cold start: load + first answer", "first_answer_s"),
+        ("whole child process", "process_wall_s"),
+    ):
+        lines.append(
+            f"| {label} | " + " | ".join(format_seconds(cold[s][metric]) if s in cold else "-" for s in shown) + " |"
+        )
+    lines.append(
+        "| resident memory, loaded and answering | "
+        + " | ".join(f"{cold[s]['rss_bytes'] / 2**20:,.0f} MiB" if s in cold else "-" for s in shown)
+        + " |"
+    )
+    lines.append(
+        "| torch imported | " + " | ".join(str(cold[s]["torch_imported"]) if s in cold else "-" for s in shown) + " |"
+    )
     goals = []
     if "cherche" in single:
         p50 = ratio(single["onnx"]["p50_s"], single["cherche"]["p50_s"])
@@ -331,59 +451,104 @@ def markdown(records: Sequence[Mapping]) -> str:
         start = ratio(cold["onnx"]["first_answer_s"], cold["cherche"]["first_answer_s"])
         goals.append(f"cold start, ONNX / Cherche: {format_ratio(start)} (goal <= 0.2x: {_verdict(start, 0.2)})")
     for side in ("onnx", "onnx_mmap"):
-        memory = ratio(cold[side]["rss_bytes"], cold["torch"]["rss_bytes"]) if "torch" in cold and side in cold else None
-        goals.append(f"resident memory, {SIDE_NAMES[side]} / torch path: {format_ratio(memory)} "
-                     f"(goal <= 0.4x: {_verdict(memory, 0.4)})")
+        memory = (
+            ratio(cold[side]["rss_bytes"], cold["torch"]["rss_bytes"]) if "torch" in cold and side in cold else None
+        )
+        goals.append(
+            f"resident memory, {SIDE_NAMES[side]} / torch path: {format_ratio(memory)} "
+            f"(goal <= 0.4x: {_verdict(memory, 0.4)})"
+        )
     for batch, cell in sorted(_by(records, "encoding", "batch_size").items()):
         speed = ratio(cell["onnx_docs_per_s"], cell["torch_docs_per_s"])
-        goals.append(f"document encoding, batch {batch}: ONNX {cell['onnx_docs_per_s']:.1f} vs torch "
-                     f"{cell['torch_docs_per_s']:.1f} abstracts/s = {format_ratio(speed)} (goal >= 1.2x: {_verdict(speed, 1.2, below=False)})")
-    served = {(rec["params"]["side"], rec["params"]["clients"]): rec["metrics"]
-              for rec in records if rec["workload"] == WORKLOAD and rec["case"] == "server"}
+        goals.append(
+            f"document encoding, batch {batch}: ONNX {cell['onnx_docs_per_s']:.1f} vs torch "
+            f"{cell['torch_docs_per_s']:.1f} abstracts/s = {format_ratio(speed)} "
+            f"(goal >= 1.2x: {_verdict(speed, 1.2, below=False)})"
+        )
+    served = {
+        (rec["params"]["side"], rec["params"]["clients"]): rec["metrics"]
+        for rec in records
+        if rec["workload"] == WORKLOAD and rec["case"] == "server"
+    }
     if served:
         kinds = [side for side in SERVED if any(s == side for s, _ in served)]
-        lines += ["", "| clients | " + " | ".join(f"{SERVED[k]} req/s" for k in kinds) + " | "
-                  + " | ".join(f"{SERVED[k]} / torch" for k in kinds if k != "torch") + " | "
-                  + " | ".join(f"{SERVED[k]} p50 / p99" for k in kinds) + " | errors |",
-                  "| ---: |" + " ---: |" * (3 * len(kinds))]
+        lines += [
+            "",
+            "| clients | "
+            + " | ".join(f"{SERVED[k]} req/s" for k in kinds)
+            + " | "
+            + " | ".join(f"{SERVED[k]} / torch" for k in kinds if k != "torch")
+            + " | "
+            + " | ".join(f"{SERVED[k]} p50 / p99" for k in kinds)
+            + " | errors |",
+            "| ---: |" + " ---: |" * (3 * len(kinds)),
+        ]
         for clients in sorted({c for _, c in served}):
             cells = {k: served[(k, clients)] for k in kinds}
             lines.append(
-                f"| {clients} | " + " | ".join(f"{cells[k]['requests_per_s']:,.0f}" for k in kinds) + " | "
-                + " | ".join(format_ratio(ratio(cells[k]["requests_per_s"], cells["torch"]["requests_per_s"]))
-                             for k in kinds if k != "torch") + " | "
-                + " | ".join(f"{format_seconds(cells[k]['p50_s'])} / {format_seconds(cells[k]['p99_s'])}" for k in kinds)
-                + f" | {sum(cell['errors'] for cell in cells.values())} |")
+                f"| {clients} | "
+                + " | ".join(f"{cells[k]['requests_per_s']:,.0f}" for k in kinds)
+                + " | "
+                + " | ".join(
+                    format_ratio(ratio(cells[k]["requests_per_s"], cells["torch"]["requests_per_s"]))
+                    for k in kinds
+                    if k != "torch"
+                )
+                + " | "
+                + " | ".join(
+                    f"{format_seconds(cells[k]['p50_s'])} / {format_seconds(cells[k]['p99_s'])}" for k in kinds
+                )
+                + f" | {sum(cell['errors'] for cell in cells.values())} |"
+            )
         for kind in ("onnx", "onnx_int8"):
             if (kind, 16) in served:
                 gain = ratio(served[(kind, 16)]["requests_per_s"], served[("torch", 16)]["requests_per_s"])
-                goals.append(f"server at 16 clients, {SERVED[kind]} / torch: {format_ratio(gain)} "
-                             f"(goal >= 2x: {_verdict(gain, 2.0, below=False)})")
+                goals.append(
+                    f"server at 16 clients, {SERVED[kind]} / torch: {format_ratio(gain)} "
+                    f"(goal >= 2x: {_verdict(gain, 2.0, below=False)})"
+                )
     precision = _by(records, "precision", "encoder")
     ndcg = _by(records, "ndcg", "query_encoder")
     if precision or ndcg:
-        lines += ["", "| query encoder | one query p50 | vs torch | lowest / mean cosine to torch | SciFact nDCG@10 |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "| query encoder | one query p50 | vs torch | lowest / mean cosine to torch | SciFact nDCG@10 |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         if "torch" in ndcg or precision:
             torch_p50 = next(iter(precision.values()))["torch_p50_s"] if precision else None
-            lines.append(f"| torch (sentence-transformers) | {format_seconds(torch_p50)} | 1.0x | 1 / 1 | "
-                         f"{ndcg['torch']['ndcg_at_10']:.4f} |" if "torch" in ndcg else "")
+            lines.append(
+                f"| torch (sentence-transformers) | {format_seconds(torch_p50)} | 1.0x | 1 / 1 | "
+                f"{ndcg['torch']['ndcg_at_10']:.4f} |"
+                if "torch" in ndcg
+                else ""
+            )
         for name in ("onnx_fp32", "onnx_int8"):
             if name in precision:
                 cell = precision[name]
                 score = f"{ndcg[name]['ndcg_at_10']:.4f}" if name in ndcg else "-"
-                lines.append(f"| {name.replace('_', ' ')} | {format_seconds(cell['p50_s'])} | "
-                             f"{format_ratio(ratio(cell['torch_p50_s'], cell['p50_s']))} faster | "
-                             f"{cell['min_cosine']:.6f} / {cell['mean_cosine']:.6f} | {score} |")
+                lines.append(
+                    f"| {name.replace('_', ' ')} | {format_seconds(cell['p50_s'])} | "
+                    f"{format_ratio(ratio(cell['torch_p50_s'], cell['p50_s']))} faster | "
+                    f"{cell['min_cosine']:.6f} / {cell['mean_cosine']:.6f} | {score} |"
+                )
         if "torch" in ndcg and "onnx_fp32" in ndcg:
             gap = abs(ndcg["onnx_fp32"]["ndcg_at_10"] - ndcg["torch"]["ndcg_at_10"])
-            goals.append(f"SciFact nDCG@10 with the ONNX query encoder: {ndcg['onnx_fp32']['ndcg_at_10']:.4f} against torch's "
-                         f"{ndcg['torch']['ndcg_at_10']:.4f}, a gap of {gap:.4f} (goal <= 0.001: {_verdict(gap, 0.001)})")
-    settings = next((rec["metrics"] for rec in records if rec["workload"] == WORKLOAD and rec["case"] == "settings"), {})
-    lines += ["", "Goals: " + "; ".join(goals) + ".", "",
-              f"Answers to 'bordeaux' agree with the in-process pipeline: {settings.get('answers_agree')}. Single "
-              "queries interleaved side by side; cold starts in fresh processes, sides alternating (medians); "
-              "the cold clock starts before the child's first import."]
+            goals.append(
+                f"SciFact nDCG@10 with the ONNX query encoder: {ndcg['onnx_fp32']['ndcg_at_10']:.4f} against torch's "
+                f"{ndcg['torch']['ndcg_at_10']:.4f}, a gap of {gap:.4f} (goal <= 0.001: {_verdict(gap, 0.001)})"
+            )
+    settings = next(
+        (rec["metrics"] for rec in records if rec["workload"] == WORKLOAD and rec["case"] == "settings"), {}
+    )
+    lines += [
+        "",
+        "Goals: " + "; ".join(goals) + ".",
+        "",
+        f"Answers to 'bordeaux' agree with the in-process pipeline: {settings.get('answers_agree')}. Single "
+        "queries interleaved side by side; cold starts in fresh processes, sides alternating (medians); "
+        "the cold clock starts before the child's first import.",
+    ]
     return "\n".join(line for line in lines if line is not None) + "\n"
 
 
@@ -393,11 +558,17 @@ def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     cold = _by(records, "cold_start", "side")
     shown = [s for s in SIDES if s in single or s in cold]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.bar([SIDE_NAMES[s] for s in shown if s in single], [single[s]["p50_s"] * 1e3 for s in shown if s in single],
-             color="tab:blue")
+    left.bar(
+        [SIDE_NAMES[s] for s in shown if s in single],
+        [single[s]["p50_s"] * 1e3 for s in shown if s in single],
+        color="tab:blue",
+    )
     left.set_ylabel("ms, one query end to end (p50)")
-    right.bar([SIDE_NAMES[s] for s in shown if s in cold], [cold[s]["first_answer_s"] for s in shown if s in cold],
-              color="tab:orange")
+    right.bar(
+        [SIDE_NAMES[s] for s in shown if s in cold],
+        [cold[s]["first_answer_s"] for s in shown if s in cold],
+        color="tab:orange",
+    )
     right.set_ylabel("s, fresh process to first answer")
     for axis in (left, right):
         axis.tick_params(axis="x", labelsize=8)

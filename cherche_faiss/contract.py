@@ -149,8 +149,10 @@ def check_call_before_add(case: Case) -> None:
         try:
             batch, _ = case.answers(component)
         except UnknownKeyError as error:
-            _require("first" in str(error) and ".add(" in str(error),
-                     f"{name}: an unknown candidate's error must say to add it first with .add(...): {error}")
+            _require(
+                "first" in str(error) and ".add(" in str(error),
+                f"{name}: an unknown candidate's error must say to add it first with .add(...): {error}",
+            )
             return
         _require(len(batch[0]) == min(case.k, len(case.documents)), f"{name} ranked unknown candidates wrongly.")
         if _is_dense(component):
@@ -172,7 +174,9 @@ def check_repr(case: Case) -> None:
     if tags(component).role != PIPELINE:
         for parameter in component.get_params():
             if parameter not in ("documents", "embeddings_documents", "models"):  # models: nested lines
-                _require(f"{parameter}=" in text, f"repr of {name} must show its parameter {parameter!r}: {text[:200]!r}.")
+                _require(
+                    f"{parameter}=" in text, f"repr of {name} must show its parameter {parameter!r}: {text[:200]!r}."
+                )
 
 
 def check_answers(case: Case) -> None:
@@ -180,10 +184,14 @@ def check_answers(case: Case) -> None:
     name = type(component).__name__
     batch, single = case.answers(component)
     if tags(component).role == RETRIEVER and _is_dense(component):
-        _require(_same_hits(single, batch), f"{name}: a batch must answer as its queries one by one (float32 rounding).")
+        _require(
+            _same_hits(single, batch), f"{name}: a batch must answer as its queries one by one (float32 rounding)."
+        )
     else:
         _require(batch == single, f"{name}: a batch must answer exactly as its queries one by one.")
-    _require(len(batch) == len(case.queries), f"{name} returned {len(batch)} lists of hits for {len(case.queries)} queries.")
+    _require(
+        len(batch) == len(case.queries), f"{name} returned {len(batch)} lists of hits for {len(case.queries)} queries."
+    )
     keys = {document["id"] for document in case.documents}
     for hits in batch:
         _require(0 < len(hits) <= case.k, f"{name} returned {len(hits)} hits with k={case.k}.")
@@ -221,7 +229,9 @@ def check_upserts(case: Case) -> None:
     case.add(component, case.documents[:2])
     name = type(component).__name__
     if tags(component).role != PIPELINE:
-        _require(len(component) == len(case.documents), f"{name}: adding a key again must replace it, not duplicate it.")
+        _require(
+            len(component) == len(case.documents), f"{name}: adding a key again must replace it, not duplicate it."
+        )
     q = case.query_inputs()[0] if case.vectors is not None else "paris tower"
     keys = [hit["id"] for hit in case.call(component, q, k=10)]
     _require(len(keys) == len(set(keys)), f"{name} returned the same key twice after an upsert: {keys}.")
@@ -233,8 +243,13 @@ def check_fresh_hits(case: Case) -> None:
     first = case.call(component, q)
     first[0]["similarity"] = -1.0
     name = type(component).__name__
-    _require(case.call(component, q)[0]["similarity"] != -1.0, f"{name} hands out hits it keeps (mutating one changed the next answer).")
-    _require(all("similarity" not in document for document in case.documents), f"{name} mutated the documents it was given.")
+    _require(
+        case.call(component, q)[0]["similarity"] != -1.0,
+        f"{name} hands out hits it keeps (mutating one changed the next answer).",
+    )
+    _require(
+        all("similarity" not in document for document in case.documents), f"{name} mutated the documents it was given."
+    )
 
 
 def check_k_must_be_positive(case: Case) -> None:
@@ -255,11 +270,15 @@ def check_vectors_in_faiss(case: Case) -> None:
     component = case.add(case.make())
     for stage in getattr(component, "models", [component]):
         for value in vars(stage).values():
-            _require(not (isinstance(value, dict) and value and isinstance(next(iter(value.values())), np.ndarray)),
-                     f"{type(stage).__name__} keeps vectors in a dict; they belong in a FaissIndex.")
+            _require(
+                not (isinstance(value, dict) and value and isinstance(next(iter(value.values())), np.ndarray)),
+                f"{type(stage).__name__} keeps vectors in a dict; they belong in a FaissIndex.",
+            )
         if _is_dense(stage):
-            _require(isinstance(stage.index, FaissIndex) and len(stage.index) == len(case.documents),
-                     f"{type(stage).__name__} must hold one vector per document in its FaissIndex.")
+            _require(
+                isinstance(stage.index, FaissIndex) and len(stage.index) == len(case.documents),
+                f"{type(stage).__name__} must hold one vector per document in its FaissIndex.",
+            )
 
 
 def check_safe_save_round_trips(case: Case) -> None:
@@ -281,12 +300,16 @@ def check_safe_save_round_trips(case: Case) -> None:
         once = load(saved)
         twice = load(save(once, Path(folder) / "twice"))
         _require(case.answers(once, first) == expected, f"{name} answers differently after a safe-format round trip.")
-        _require(case.answers(twice, first) == expected, f"{name} answers differently after two safe-format round trips.")
+        _require(
+            case.answers(twice, first) == expected, f"{name} answers differently after two safe-format round trips."
+        )
         _require(repr(twice) == repr(component), f"{name}'s repr changes through the safe format.")
         # Adding the other documents to the loaded copy gives what adding them to the original gives.
         case.add(component, rest)
         case.add(twice, rest)
-        _require(case.answers(twice) == case.answers(component), f"a loaded {name} learns differently from the original.")
+        _require(
+            case.answers(twice) == case.answers(component), f"a loaded {name} learns differently from the original."
+        )
 
 
 #: Every check, by name.

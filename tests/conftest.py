@@ -15,7 +15,6 @@ from cherche_faiss.encoders import HashingEncoder  # noqa: E402
 from .helpers import CountingEncoder  # noqa: E402
 
 
-
 @pytest.fixture
 def documents() -> list[dict]:
     return [

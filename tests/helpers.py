@@ -30,7 +30,9 @@ def assert_same_hits(actual, expected, tolerance=1e-6):
     assert [{k: v for k, v in hit.items() if k != "similarity"} for hit in actual] == [
         {k: v for k, v in hit.items() if k != "similarity"} for hit in expected
     ]
-    assert [hit["similarity"] for hit in actual] == pytest.approx([hit["similarity"] for hit in expected], abs=tolerance)
+    assert [hit["similarity"] for hit in actual] == pytest.approx(
+        [hit["similarity"] for hit in expected], abs=tolerance
+    )
 
 
 class CountingEncoder(HashingEncoder):

@@ -29,7 +29,10 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 
 
 def tokenizer_json(max_length: int = 64) -> str:
-    """A lower-casing word-level tokenizer with [CLS] ... [SEP], padded to 24 and cut at 64 (the encoder overrides both)."""
+    """A lower-casing word-level tokenizer with [CLS] ... [SEP], padded to 24 and cut at 64.
+
+    The encoder must override both: padding to each batch's longest text, truncation at max_seq_length.
+    """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
     vocabulary = {token: number for number, token in enumerate(SPECIAL + WORDS)}
@@ -54,12 +57,19 @@ def write_model(folder: Path, dimension: int = 8) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    inputs = [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
-              for name in ("input_ids", "attention_mask", "token_type_ids")]
+    inputs = [
+        helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
+        for name in ("input_ids", "attention_mask", "token_type_ids")
+    ]
     output = helper.make_tensor_value_info("token_embeddings", TensorProto.FLOAT, ["batch", "sequence", dimension])
     weights = numpy_helper.from_array(table(dimension), name="table")
-    graph = helper.make_graph([helper.make_node("Gather", ["table", "input_ids"], ["token_embeddings"], axis=0)],
-                              "tiny", inputs, [output], initializer=[weights])
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "input_ids"], ["token_embeddings"], axis=0)],
+        "tiny",
+        inputs,
+        [output],
+        initializer=[weights],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(folder / "model.onnx"))
@@ -78,26 +88,47 @@ def make_tiny_export(
     folder.mkdir(parents=True, exist_ok=True)
     write_model(folder, dimension)
     (folder / "tokenizer.json").write_text(tokenizer_json(), encoding="utf-8")
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     if normalize:
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
     for kind in extra_modules:
-        modules.append({"idx": len(modules), "name": str(len(modules)), "path": kind, "type": f"sentence_transformers.models.{kind}"})
+        modules.append(
+            {
+                "idx": len(modules),
+                "name": str(len(modules)),
+                "path": kind,
+                "type": f"sentence_transformers.models.{kind}",
+            }
+        )
     (folder / "modules.json").write_text(json.dumps(modules), encoding="utf-8")
     (folder / "1_Pooling").mkdir(exist_ok=True)
     (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"embedding_dimension": dimension, "pooling_mode": pooling, "include_prompt": True}), encoding="utf-8"
+        json.dumps({"embedding_dimension": dimension, "pooling_mode": pooling, "include_prompt": True}),
+        encoding="utf-8",
     )
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}), encoding="utf-8")
     if manifest:
         from cherche_faiss.encoders._onnx_files import OnnxSettings
         from cherche_faiss.encoders.onnx_export import _file_table, _write_manifest
 
-        settings = OnnxSettings(max_seq_length=max_seq_length, pooling=[pooling] if isinstance(pooling, str) else pooling,
-                                normalize=normalize, dimension=dimension)
-        _write_manifest(folder, _file_table(folder), settings, "tiny", ["input_ids", "attention_mask", "token_type_ids"],
-                        17, {"min_cosine": 1.0})
+        settings = OnnxSettings(
+            max_seq_length=max_seq_length,
+            pooling=[pooling] if isinstance(pooling, str) else pooling,
+            normalize=normalize,
+            dimension=dimension,
+        )
+        _write_manifest(
+            folder,
+            _file_table(folder),
+            settings,
+            "tiny",
+            ["input_ids", "attention_mask", "token_type_ids"],
+            17,
+            {"min_cosine": 1.0},
+        )
     return folder
 
 

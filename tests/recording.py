@@ -13,7 +13,9 @@ class CallRecorder:
 
     refusal = "cannot search"
 
-    def __init__(self, fail_on: str | None = None, gate: threading.Event | None = None, gate_timeout: float = 20) -> None:
+    def __init__(
+        self, fail_on: str | None = None, gate: threading.Event | None = None, gate_timeout: float = 20
+    ) -> None:
         self.calls: list[tuple[object, int | None]] = []
         self.threads: set[str] = set()
         self.active = 0

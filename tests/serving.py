@@ -64,14 +64,27 @@ class ServeProcess:
     def __init__(self, *args: str, env: dict[str, str] | None = None, python: str | None = None) -> None:
         """``python``: another interpreter (a virtual environment's), which then runs the cherche_faiss
         installed there instead of this checkout's."""
-        command = [python or sys.executable, "-m", "cherche_faiss.cli", "serve", *args, "--port", "0", "--no-access-log"]
+        command = [
+            python or sys.executable,
+            "-m",
+            "cherche_faiss.cli",
+            "serve",
+            *args,
+            "--port",
+            "0",
+            "--no-access-log",
+        ]
         environment = {**os.environ, **(env or {})}
         if python is None:
             environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
         else:
             environment.pop("PYTHONPATH", None)
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment,
             cwd=REPO if python is None else Path(python).parent,  # python -m puts the cwd first on sys.path
         )
         self.lines: list[str] = []
@@ -122,7 +135,7 @@ class ServeProcess:
         self._reader.join(timeout=5)
         return self.process.returncode
 
-    def __enter__(self) -> "ServeProcess":
+    def __enter__(self) -> ServeProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -135,6 +148,7 @@ async def post_all(base_url: str, bodies: list, concurrency: int, headers: dict 
     responses: list = [None] * len(bodies)
     positions = iter(range(len(bodies)))
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30, headers=headers) as client:
+
         async def client_loop() -> None:
             for position in positions:
                 responses[position] = await client.post("/search", json=bodies[position])

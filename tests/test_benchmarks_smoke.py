@@ -19,11 +19,23 @@ def test_benchmark_suite_smoke(tmp_path):
     pytest.importorskip("matplotlib")
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--size", "smoke", "--results-dir", str(tmp_path)],
-        capture_output=True, text=True, check=False, timeout=600,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     report = json.loads((tmp_path / "smoke.json").read_text())
-    assert {record["workload"] for record in report["records"]} >= {"save_load", "overhead", "dense_search", "serialization", "large_corpus", "server", "storage", "torch_free"}
+    assert {record["workload"] for record in report["records"]} >= {
+        "save_load",
+        "overhead",
+        "dense_search",
+        "serialization",
+        "large_corpus",
+        "server",
+        "storage",
+        "torch_free",
+    }
     assert report["environment"]["versions"]["faiss"] and report["environment"]["cpu_count"]
     markdown = (tmp_path / "smoke.md").read_text()
     assert "Exact dense search" in markdown and "|" in markdown

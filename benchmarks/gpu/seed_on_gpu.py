@@ -27,17 +27,21 @@ report["torch"] = torch.__version__
 report["cuda_available"] = torch.cuda.is_available()
 report["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
-import cherche_faiss  # noqa: E402
 import faiss  # noqa: E402
 import onnxruntime  # noqa: E402
 import sentence_transformers  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
+import cherche_faiss  # noqa: E402
 from cherche_faiss import data, rank, retrieve  # noqa: E402
 
-report.update(faiss=faiss.__version__, sentence_transformers=sentence_transformers.__version__,
-              onnxruntime=onnxruntime.__version__, onnx_providers=onnxruntime.get_available_providers(),
-              faiss_gpus=faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0)
+report.update(
+    faiss=faiss.__version__,
+    sentence_transformers=sentence_transformers.__version__,
+    onnxruntime=onnxruntime.__version__,
+    onnx_providers=onnxruntime.get_available_providers(),
+    faiss_gpus=faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0,
+)
 
 # -- the seed, as written in the README, with the model on cuda --------------------------------------
 documents = data.load_towns()
@@ -76,18 +80,21 @@ hits = s(json.loads(sys.argv[2]))
 print(json.dumps({"hits": hits, "s": time.perf_counter() - t, "torch": "torch" in sys.modules}))
 """
 env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-for name, path, backend in (("onnx_cpu_child", onnx_saved, "onnx"),):
-    done = subprocess.run([sys.executable, "-c", child, str(path), json.dumps(queries)], capture_output=True,
-                          text=True, env=env)
+for name, path in (("onnx_cpu_child", onnx_saved),):
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(path), json.dumps(queries)], capture_output=True, text=True, env=env
+    )
     if done.returncode:
         report[name] = {"error": done.stderr[-2000:]}
         continue
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     report[name] = {
         "same_ids": [[h["id"] for h in a] for a in answer["hits"]] == [[h["id"] for h in a] for a in expected],
-        "max_similarity_diff": max(abs(a["similarity"] - b["similarity"])
-                                   for x, y in zip(answer["hits"], expected) for a, b in zip(x, y)),
-        "load_and_answer_s": answer["s"], "torch_imported": answer["torch"],
+        "max_similarity_diff": max(
+            abs(a["similarity"] - b["similarity"]) for x, y in zip(answer["hits"], expected) for a, b in zip(x, y)
+        ),
+        "load_and_answer_s": answer["s"],
+        "torch_imported": answer["torch"],
     }
 
 # -- encoding speed there: torch on cuda vs ONNX (CPU provider unless onnxruntime-gpu is there) -------
@@ -109,17 +116,24 @@ for batch in (32, 64):
     model.encode(abstracts[:64], batch_size=batch)
     onnx.encode(abstracts[:64], batch_size=batch)
     rows = {}
-    for rep in range(2):
+    for _ in range(2):
         sync()
-        t = time.perf_counter(); model.encode(abstracts, batch_size=batch); sync()
+        t = time.perf_counter()
+        model.encode(abstracts, batch_size=batch)
+        sync()
         rows.setdefault("torch_cuda_docs_per_s", []).append(len(abstracts) / (time.perf_counter() - t))
-        t = time.perf_counter(); onnx.encode(abstracts, batch_size=batch)
+        t = time.perf_counter()
+        onnx.encode(abstracts, batch_size=batch)
         rows.setdefault("onnx_cpu_docs_per_s", []).append(len(abstracts) / (time.perf_counter() - t))
     speed[f"batch_{batch}"] = {name: max(values) for name, values in rows.items()}
 single = {"torch_cuda_ms": [], "onnx_cpu_ms": []}
 for claim in claims[:100]:
-    t = time.perf_counter(); model.encode([claim]); single["torch_cuda_ms"].append((time.perf_counter() - t) * 1e3)
-    t = time.perf_counter(); onnx.encode([claim]); single["onnx_cpu_ms"].append((time.perf_counter() - t) * 1e3)
+    t = time.perf_counter()
+    model.encode([claim])
+    single["torch_cuda_ms"].append((time.perf_counter() - t) * 1e3)
+    t = time.perf_counter()
+    onnx.encode([claim])
+    single["onnx_cpu_ms"].append((time.perf_counter() - t) * 1e3)
 speed["single_query_p50_ms"] = {name: float(np.median(values)) for name, values in single.items()}
 gpu_vectors = model.encode(abstracts[:128], convert_to_numpy=True)
 onnx_vectors = onnx.encode(abstracts[:128])

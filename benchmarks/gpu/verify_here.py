@@ -42,18 +42,34 @@ def main(folder: str) -> int:
         ways = {"pickle": folder / "seed.pkl", "safe": Path(scratch) / "seed_save"}
         failed = 0
         for way, path in ways.items():
-            done = subprocess.run([sys.executable, "-c", CHILD, str(path), way, json.dumps(expected["queries"])],
-                                  capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+            done = subprocess.run(
+                [sys.executable, "-c", CHILD, str(path), way, json.dumps(expected["queries"])],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+            )
             if done.returncode:
                 print(json.dumps({"way": way, "error": done.stderr[-2000:]}))
                 failed += 1
                 continue
             answer = json.loads(done.stdout.strip().splitlines()[-1])
             same = [[h["id"] for h in a] for a in answer["hits"]] == [[h["id"] for h in a] for a in expected["hits"]]
-            diff = max(abs(a["similarity"] - b["similarity"])
-                       for x, y in zip(answer["hits"], expected["hits"]) for a, b in zip(x, y))
-            print(json.dumps({"way": way, "same_ids": same, "max_similarity_diff": diff,
-                              "warnings": answer["warnings"], "cuda_here": answer["cuda"]}))
+            diff = max(
+                abs(a["similarity"] - b["similarity"])
+                for x, y in zip(answer["hits"], expected["hits"])
+                for a, b in zip(x, y)
+            )
+            print(
+                json.dumps(
+                    {
+                        "way": way,
+                        "same_ids": same,
+                        "max_similarity_diff": diff,
+                        "warnings": answer["warnings"],
+                        "cuda_here": answer["cuda"],
+                    }
+                )
+            )
             failed += not same
     return 1 if failed else 0
 

@@ -52,8 +52,7 @@ def parse_device(device: Any) -> str:
     """
     if not isinstance(device, str):
         raise InvalidInputError(
-            f"device must be a string, got {device!r} ({type(device).__name__}). "
-            "Use 'cpu', 'cuda', 'cuda:N' or 'auto'."
+            f"device must be a string, got {device!r} ({type(device).__name__}). Use 'cpu', 'cuda', 'cuda:N' or 'auto'."
         )
     name = device.strip().lower()
     match = _DEVICE_PATTERN.match(name)
@@ -140,11 +139,13 @@ _UNAVAILABLE = {
     "torch": (
         "device {device!r} was requested for a model but torch sees {count} CUDA GPU(s). Use device='auto' or "
         "device='cpu', or install a CUDA build of torch.",
-    ) * 2,
+    )
+    * 2,
     "onnx": (
         "device {device!r} was requested for an ONNX encoder but onnxruntime has no CUDA execution provider. Use "
         "device='auto' or device='cpu', or install onnxruntime-gpu instead of onnxruntime.",
-    ) * 2,
+    )
+    * 2,
 }
 
 
@@ -209,7 +210,7 @@ def onnx_load_device(saved: str) -> str:
     return _restored(saved, onnx_gpu_count, "an ONNX encoder")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpu_resources(gpu: int) -> Any:
     """One ``faiss.StandardGpuResources`` per GPU and process (they hold scratch memory)."""
     import faiss

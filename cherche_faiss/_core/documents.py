@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .validation import as_documents, document_texts
 from ..exceptions import InvalidTypeError
+from .validation import as_documents, document_texts
 
 __all__ = ["document_batches", "encoded_batches", "length_of"]
 

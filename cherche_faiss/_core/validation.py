@@ -78,9 +78,7 @@ def as_queries(q: Any) -> tuple[list[str], bool]:
             "Pass one query as a string, or several as a list of strings."
         )
     if len(q) == 0:
-        raise InvalidInputError(
-            "q is an empty list: there is nothing to search. Pass at least one query string."
-        )
+        raise InvalidInputError("q is an empty list: there is nothing to search. Pass at least one query string.")
     for position, query in enumerate(q):
         if not isinstance(query, str):
             raise InvalidTypeError(
@@ -97,8 +95,7 @@ def as_documents(documents: Any, key: str, on: Sequence[str] | None = None, star
     """
     if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
         raise InvalidTypeError(
-            f"documents must be a list of dicts, got {type(documents).__name__}. "
-            f"Pass e.g. [{{{key!r}: 0, ...}}, ...]."
+            f"documents must be a list of dicts, got {type(documents).__name__}. Pass e.g. [{{{key!r}: 0, ...}}, ...]."
         )
     documents = list(documents)
     for position, document in enumerate(documents, start):
@@ -144,8 +141,7 @@ def as_matrix(vectors: Any, name: str, dimension: int | None = None) -> np.ndarr
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] == 0:
         raise InvalidInputError(
-            f"{name} must have shape (n, d) or (d,), got shape {array.shape}. "
-            "Pass one vector per row."
+            f"{name} must have shape (n, d) or (d,), got shape {array.shape}. Pass one vector per row."
         )
     if dimension is not None and array.shape[1] != dimension:
         raise DimensionMismatchError(
@@ -154,9 +150,7 @@ def as_matrix(vectors: Any, name: str, dimension: int | None = None) -> np.ndarr
         )
     if not np.isfinite(array).all():
         rows = np.flatnonzero(~np.isfinite(array).all(axis=1))[:5].tolist()
-        raise InvalidInputError(
-            f"{name} contain NaN or infinite values (rows {rows}). Check the encoder's output."
-        )
+        raise InvalidInputError(f"{name} contain NaN or infinite values (rows {rows}). Check the encoder's output.")
     return np.ascontiguousarray(array)
 
 

@@ -24,9 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--query", action="append", dest="queries", help="a query to answer (repeatable)")
     demo.add_argument("--keep", metavar="PATH", help="keep the pickle at PATH instead of a temporary file")
     evaluate = commands.add_parser("evaluate", help="evaluate pipelines on a BEIR-format folder and print a table")
-    evaluate.add_argument("folder", help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv (gzip accepted)")
     evaluate.add_argument(
-        "--pipeline", action="append", dest="pipelines",
+        "folder", help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv (gzip accepted)"
+    )
+    evaluate.add_argument(
+        "--pipeline",
+        action="append",
+        dest="pipelines",
         help="bm25, tfidf, encoder, 'bm25|encoder' or 'bm25+encoder' (repeatable; default bm25)",
     )
     evaluate.add_argument("--model", help="sentence-transformers model name or folder (default: the offline MiniLM)")

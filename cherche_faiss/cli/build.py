@@ -153,7 +153,9 @@ def build_pipeline(
         models.append(retrieve.TfIdf(key=key, on=on, documents=documents, k=k))
     if "encoder" in retriever:
         encoder = _encoder(model, device, batch_size, embed_weights)
-        dense = retrieve.Encoder(key=key, on=on, encoder=encoder, k=k, index=index, device=device, batch_size=batch_size)
+        dense = retrieve.Encoder(
+            key=key, on=on, encoder=encoder, k=k, index=index, device=device, batch_size=batch_size
+        )
         models.append(dense.add(documents, show_progress=show_progress))
     if len(models) == 1:
         search = models[0]

@@ -89,7 +89,10 @@ def run_demo(queries: list[str] | None = None, keep: str | None = None, out: Tex
             say(f"the fresh process could not load the {kind} save:")
             say(finished.stderr.strip())
             return 1
-        reports[kind] = {**json.loads(finished.stdout.strip().splitlines()[-1]), "wall_s": time.perf_counter() - started}
+        reports[kind] = {
+            **json.loads(finished.stdout.strip().splitlines()[-1]),
+            "wall_s": time.perf_counter() - started,
+        }
 
     _show_answers(say, queries, reports["pickle"]["answers"], {document["id"]: document for document in documents})
     verdicts = _report(say, saves, reports, before, len(queries))
@@ -116,8 +119,11 @@ def _save_three_ways(search: Any, folder: Path, pickle_path: Path) -> dict[str, 
         saves[kind] = {"path": path, "seconds": time.perf_counter() - started}
     for saved in saves.values():
         path = saved["path"]
-        saved["bytes"] = path.stat().st_size if path.is_file() else sum(
-            file.stat().st_size for file in path.rglob("*") if file.is_file())
+        saved["bytes"] = (
+            path.stat().st_size
+            if path.is_file()
+            else sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+        )
     return saves
 
 
@@ -141,14 +147,18 @@ def _report(say: Any, saves: dict, reports: dict, before: list, n_queries: int) 
     say(f"whole child process     {pickled['wall_s']:.2f} s (interpreter start, imports, load, {n_queries} queries)")
     say(f"answers identical to the original pipeline: {identical}")
     identical_saved = folder["answers"] == before
-    say(f"safe format (cherche_faiss.save, no pickle): {saves['folder']['bytes'] / 1024:.1f} KiB in "
+    say(
+        f"safe format (cherche_faiss.save, no pickle): {saves['folder']['bytes'] / 1024:.1f} KiB in "
         f"{saves['folder']['path']}, saved in {saves['folder']['seconds'] * 1000:.1f} ms, loaded in a fresh process "
-        f"in {folder['load_s'] * 1000:.0f} ms; answers identical: {identical_saved}")
+        f"in {folder['load_s'] * 1000:.0f} ms; answers identical: {identical_saved}"
+    )
     same_onnx = _same_ranking(onnx["answers"], before)
-    say(f"without torch (cherche_faiss.save(..., onnx=True), loaded with backend='onnx'): saved in "
+    say(
+        f"without torch (cherche_faiss.save(..., onnx=True), loaded with backend='onnx'): saved in "
         f"{saves['onnx']['seconds']:.1f} s (exports MiniLM), whole child process {onnx['wall_s']:.2f} s against "
         f"{pickled['wall_s']:.2f} s for the pickle, torch imported: {onnx['torch']}; same hits (similarities "
-        f"within 1e-5): {same_onnx}")
+        f"within 1e-5): {same_onnx}"
+    )
     return [identical, identical_saved, same_onnx, not onnx["torch"]]
 
 
@@ -165,5 +175,8 @@ def _load_in_a_fresh_process(path: Path, kind: str, queries: list[str]) -> subpr
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, "-c", _CHILD, str(path), json.dumps(queries), kind],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )

@@ -18,32 +18,62 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
         description="Serve a saved pipeline with FastAPI and uvicorn: POST /search, GET /health, GET /info, "
         "/docs. Requests arriving together are searched in one batch.",
     )
-    serve.add_argument("path", help="folder written by cherche_faiss.save(pipeline, folder), or a pickle with --allow-pickle")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+    serve.add_argument(
+        "path", help="folder written by cherche_faiss.save(pipeline, folder), or a pickle with --allow-pickle"
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)",
+    )
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port)")
-    serve.add_argument("--allow-pickle", action="store_true",
-                       help="accept a pickle file: unpickling runs code chosen by its author, so only for files you trust")
-    serve.add_argument("--mmap", action="store_true", help="map the saved folder's vectors from disk instead of reading them")
-    serve.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"),
-                       help="encoder of a save that holds ONNX copies (cherche_faiss.save(..., onnx=True)): auto "
-                       "(ONNX when onnxruntime is installed), onnx (never imports torch) or torch (default auto)")
-    serve.add_argument("--api-key-env", metavar="NAME",
-                       help=f"require the key held by environment variable NAME in the X-API-Key header "
-                       f"(default: ${API_KEY_ENV} when set; never pass the key itself on the command line)")
+    serve.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="accept a pickle file: unpickling runs code chosen by its author, so only for files you trust",
+    )
+    serve.add_argument(
+        "--mmap", action="store_true", help="map the saved folder's vectors from disk instead of reading them"
+    )
+    serve.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "onnx", "torch"),
+        help="encoder of a save that holds ONNX copies (cherche_faiss.save(..., onnx=True)): auto "
+        "(ONNX when onnxruntime is installed), onnx (never imports torch) or torch (default auto)",
+    )
+    serve.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help=f"require the key held by environment variable NAME in the X-API-Key header "
+        f"(default: ${API_KEY_ENV} when set; never pass the key itself on the command line)",
+    )
     serve.add_argument("--max-batch-size", type=int, default=64, help="most queries per pipeline call (default 64)")
-    serve.add_argument("--max-wait-ms", type=float, default=2.0,
-                       help="how long a request waits for others to join its batch (default 2)")
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long a request waits for others to join its batch (default 2)",
+    )
     serve.add_argument("--no-batching", action="store_true", help="search each request alone")
-    serve.add_argument("--max-pending", type=int, default=None, metavar="N",
-                       help="most queries waiting for the worker; beyond, /search answers 503 with Retry-After "
-                       "(default 16 x --max-batch-size, 1024)")
+    serve.add_argument(
+        "--max-pending",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most queries waiting for the worker; beyond, /search answers 503 with Retry-After "
+        "(default 16 x --max-batch-size, 1024)",
+    )
     serve.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for (default 1000)")
     serve.add_argument("--max-queries", type=int, default=64, help="most queries in one request (default 64)")
     serve.add_argument("--max-query-length", type=int, default=2048, help="most characters per query (default 2048)")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
-    serve.add_argument("--threads", type=int, default=None,
-                       help="threads FAISS, torch and onnxruntime use per search (default: available cores - 1)")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads FAISS, torch and onnxruntime use per search (default: available cores - 1)",
+    )
     serve.add_argument("--no-warmup", action="store_true", help="do not answer a warm-up query before serving")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--no-access-log", action="store_true", help="do not log every request")
@@ -84,20 +114,34 @@ def serve_command(args: argparse.Namespace) -> int:
         api_key = _api_key(args)
         pipeline = load_served(args.path, allow_pickle=args.allow_pickle, mmap=args.mmap, backend=args.backend)
         app = create_app(
-            pipeline, api_key=api_key, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-            batching=not args.no_batching, max_pending=args.max_pending, max_k=args.max_k,
-            max_queries=args.max_queries, max_query_length=args.max_query_length,
-            max_body_bytes=args.max_body_bytes, threads=args.threads, warmup=not args.no_warmup, freeze_gc=True,
+            pipeline,
+            api_key=api_key,
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            batching=not args.no_batching,
+            max_pending=args.max_pending,
+            max_k=args.max_k,
+            max_queries=args.max_queries,
+            max_query_length=args.max_query_length,
+            max_body_bytes=args.max_body_bytes,
+            threads=args.threads,
+            warmup=not args.no_warmup,
+            freeze_gc=True,
             source=args.path,
         )
         if api_key is not None:
             logger.info("an API key is required on /search and /info (X-API-Key header)")
         elif not is_loopback(args.host):
-            logger.warning("listening on %s without an API key: anyone who reaches this port can search. "
-                           "Set %s or pass --api-key-env NAME.", args.host, API_KEY_ENV)
+            logger.warning(
+                "listening on %s without an API key: anyone who reaches this port can search. "
+                "Set %s or pass --api-key-env NAME.",
+                args.host,
+                API_KEY_ENV,
+            )
         try:
-            started = serve(app, host=args.host, port=args.port, log_level=args.log_level,
-                            access_log=not args.no_access_log)
+            started = serve(
+                app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log
+            )
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down cleanly
             started = True
     except CherFaissError as error:

@@ -67,7 +67,7 @@ class _Fusion(ComposeMixin, Component):
         self.k = check_k(k)
 
     @classmethod
-    def _join(cls, left: Any, right: Any) -> "_Fusion":
+    def _join(cls, left: Any, right: Any) -> _Fusion:
         """``left op right``, flattening operands that are already default fusions of this kind."""
         if not isinstance(right, ComposeMixin):
             return NotImplemented
@@ -88,7 +88,7 @@ class _Fusion(ComposeMixin, Component):
     def _default(self) -> bool:
         return self.fusion == "rrf" and self.weights is None and self.k is None and self.c == 60.0
 
-    def add(self, documents: list[Mapping], **kwargs: Any) -> "_Fusion":
+    def add(self, documents: list[Mapping], **kwargs: Any) -> _Fusion:
         """Add ``documents`` to every model that indexes documents, each once."""
         add_once(self.models, documents, **kwargs)
         return self

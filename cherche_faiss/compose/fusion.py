@@ -74,7 +74,11 @@ def _fuse(
         return (lead, -fused[document], best[document][0], str(document))
 
     return [
-        {**best[document][2], key: document, "similarity": primary[document] if primary is not None else fused[document]}
+        {
+            **best[document][2],
+            key: document,
+            "similarity": primary[document] if primary is not None else fused[document],
+        }
         for document in sorted(fused, key=order)
     ]
 
@@ -130,7 +134,9 @@ def weighted_score_fusion(
     return _fuse(key, rankings, contributions, require_all)
 
 
-def vote_fusion(key: str, rankings: Sequence[Hits], c: float = 60.0, weights: Sequence[float] | None = None) -> list[dict]:
+def vote_fusion(
+    key: str, rankings: Sequence[Hits], c: float = 60.0, weights: Sequence[float] | None = None
+) -> list[dict]:
     """Each model votes for the documents it returns; the similarity is the
     (weighted) number of votes, ties broken by reciprocal rank fusion."""
     weight = _weights(rankings, weights)

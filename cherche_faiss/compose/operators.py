@@ -70,8 +70,12 @@ def add_once(models: list[Any], documents: Iterable[Mapping], **kwargs: Any) -> 
     for model in models:
         if callable(getattr(model, "add", None)):
             unique.setdefault(id(model), model)
-    if len(unique) > 1 and not isinstance(documents, Sequence) and isinstance(documents, Iterable) \
-            and not isinstance(documents, Mapping):
+    if (
+        len(unique) > 1
+        and not isinstance(documents, Sequence)
+        and isinstance(documents, Iterable)
+        and not isinstance(documents, Mapping)
+    ):
         documents = list(documents)
     for model in unique.values():
         model.add(documents=documents, **kwargs)

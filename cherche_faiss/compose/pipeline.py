@@ -46,7 +46,7 @@ class DocumentMap(Component):
         if documents is not None:
             self.add(documents)
 
-    def add(self, documents: list[Mapping], **kwargs: Any) -> "DocumentMap":
+    def add(self, documents: list[Mapping], **kwargs: Any) -> DocumentMap:
         """Add or replace documents (by key)."""
         documents = as_documents(documents, self.key)
         self._documents.update((document[self.key], document) for document in documents)
@@ -64,7 +64,9 @@ class DocumentMap(Component):
 
     def _load_state(self, state: dict[str, Any], context: Any = None) -> None:
         documents = state.get("_documents")
-        if not isinstance(documents, list) or not all(isinstance(document, Mapping) and self.key in document for document in documents):
+        if not isinstance(documents, list) or not all(
+            isinstance(document, Mapping) and self.key in document for document in documents
+        ):
             raise IncompatibleStateError(
                 f"the saved documents of this DocumentMap are not a list of dicts holding the key {self.key!r}."
             )
@@ -113,12 +115,10 @@ class Pipeline(ComposeMixin, Component):
     ['Bordeaux', 'Paris']
     """
 
-
     def __init__(self, models: list[Any]) -> None:
         if not isinstance(models, (list, tuple)) or not models:
             raise InvalidInputError(
-                f"a pipeline needs a non-empty list of models, got {models!r}. Build one with "
-                "retriever + ranker."
+                f"a pipeline needs a non-empty list of models, got {models!r}. Build one with retriever + ranker."
             )
         stages: list[Any] = []
         for model in models:
@@ -159,7 +159,7 @@ class Pipeline(ComposeMixin, Component):
         """The key field of the pipeline's documents."""
         return _pipeline_key(self.models)
 
-    def add(self, documents: list[Mapping], **kwargs: Any) -> "Pipeline":
+    def add(self, documents: list[Mapping], **kwargs: Any) -> Pipeline:
         """Add ``documents`` to every stage that indexes documents, each once."""
         add_once(self.models, documents, **kwargs)
         return self

@@ -53,7 +53,9 @@ def _jsonl(path: Path) -> Iterator[dict]:
         except json.JSONDecodeError as error:
             raise CorruptFileError(f"{path}, line {number}, is not valid JSON: {error}") from None
         if not isinstance(record, dict) or "_id" not in record:
-            raise CorruptFileError(f"{path}, line {number}, has no '_id' field; BEIR records look like {{\"_id\": ..., \"text\": ...}}.")
+            raise CorruptFileError(
+                f'{path}, line {number}, has no \'_id\' field; BEIR records look like {{"_id": ..., "text": ...}}.'
+            )
         yield record
 
 

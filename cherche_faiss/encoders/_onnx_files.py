@@ -77,7 +77,7 @@ class OnnxSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str) -> "OnnxSettings":
+    def from_dict(cls, values: Mapping[str, Any], where: str) -> OnnxSettings:
         """Settings from a manifest, every value checked (a manifest may have been edited)."""
         known = {name: values[name] for name in cls.__dataclass_fields__ if name in values}
         settings = cls(**known)
@@ -86,7 +86,9 @@ class OnnxSettings:
             raise IncompatibleStateError(f"{where}: max_seq_length must be a positive integer, got {length!r}.")
         read_pooling({"pooling_mode": settings.pooling}, where)
         if settings.padding_side not in ("right", "left"):
-            raise IncompatibleStateError(f"{where}: padding_side must be 'right' or 'left', got {settings.padding_side!r}.")
+            raise IncompatibleStateError(
+                f"{where}: padding_side must be 'right' or 'left', got {settings.padding_side!r}."
+            )
         if not isinstance(settings.prompt, str) or not all(
             isinstance(flag, bool) for flag in (settings.normalize, settings.do_lower_case)
         ):
@@ -169,8 +171,14 @@ class ModelFiles:
         """Every file an embedded copy needs: those the manifest lists, or the known ones."""
         if self.manifest is not None:
             return [MANIFEST, *self.manifest["files"]]
-        candidates = [self.model_name, TOKENIZER, "modules.json", "sentence_bert_config.json",
-                      "config_sentence_transformers.json", "1_Pooling/config.json"]
+        candidates = [
+            self.model_name,
+            TOKENIZER,
+            "modules.json",
+            "sentence_bert_config.json",
+            "config_sentence_transformers.json",
+            "1_Pooling/config.json",
+        ]
         return [name for name in candidates if self.exists(name)]
 
     def verify(self) -> None:
@@ -236,8 +244,13 @@ class ModelFiles:
                 )
             normalize = "Normalize" in kinds
             pooling_file = next(
-                (f"{module['path']}/config.json" for module in modules
-                 if isinstance(module, dict) and str(module.get("type", "")).endswith("Pooling") and module.get("path")),
+                (
+                    f"{module['path']}/config.json"
+                    for module in modules
+                    if isinstance(module, dict)
+                    and str(module.get("type", "")).endswith("Pooling")
+                    and module.get("path")
+                ),
                 pooling_file,
             )
         if not self.exists(pooling_file):
@@ -247,12 +260,20 @@ class ModelFiles:
             )
         modes, include_prompt = read_pooling(self.json(pooling_file), f"{pooling_file} of {self.where}")
         config = self.json("sentence_bert_config.json") if self.exists("sentence_bert_config.json") else {}
-        prompt = _default_prompt(self.json("config_sentence_transformers.json")) if self.exists(
-            "config_sentence_transformers.json") else ""
+        prompt = (
+            _default_prompt(self.json("config_sentence_transformers.json"))
+            if self.exists("config_sentence_transformers.json")
+            else ""
+        )
         check_prompt_pooling(prompt, include_prompt, self.where)
         return OnnxSettings.from_dict(
-            {"max_seq_length": config.get("max_seq_length") or 512, "do_lower_case": bool(config.get("do_lower_case", False)),
-             "pooling": modes, "normalize": normalize, "prompt": prompt},
+            {
+                "max_seq_length": config.get("max_seq_length") or 512,
+                "do_lower_case": bool(config.get("do_lower_case", False)),
+                "pooling": modes,
+                "normalize": normalize,
+                "prompt": prompt,
+            },
             self.where,
         )
 
@@ -276,4 +297,9 @@ def check_prompt_pooling(prompt: str, include_prompt: bool, where: str) -> None:
 
 def _safe_name(name: str) -> bool:
     parts = name.split("/")
-    return bool(name) and not name.startswith("/") and "\\" not in name and all(part not in ("", ".", "..") for part in parts)
+    return (
+        bool(name)
+        and not name.startswith("/")
+        and "\\" not in name
+        and all(part not in ("", ".", "..") for part in parts)
+    )

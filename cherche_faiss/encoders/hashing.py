@@ -53,9 +53,7 @@ class HashingEncoder(BaseEncoder):
         self.dimension = check_positive_int(dimension, "dimension", allow_none=False)
         low, high = ngram_range
         if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
-            raise InvalidInputError(
-                f"ngram_range must be (min, max) with 1 <= min <= max, got {ngram_range!r}."
-            )
+            raise InvalidInputError(f"ngram_range must be (min, max) with 1 <= min <= max, got {ngram_range!r}.")
         self.ngram_range = (low, high)
         self.lowercase = bool(lowercase)
         self.seed = int(seed)

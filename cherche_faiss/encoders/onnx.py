@@ -19,7 +19,13 @@ import numpy as np
 from .._core.device import onnx_load_device, parse_device, resolve_onnx_device
 from .._core.saved_file import is_file_bytes
 from .._core.validation import check_positive_int
-from ..exceptions import CorruptFileError, IncompatibleStateError, InvalidInputError, InvalidTypeError, MissingDependencyError
+from ..exceptions import (
+    CorruptFileError,
+    IncompatibleStateError,
+    InvalidInputError,
+    InvalidTypeError,
+    MissingDependencyError,
+)
 from ._onnx_files import ModelFiles
 from ._pooling import normalize_rows, pool
 from .base import BaseEncoder, check_encoded
@@ -123,8 +129,11 @@ class OnnxEncoder(BaseEncoder):
                 "OnnxEncoder needs the folder of an exported model: OnnxEncoder(path). Export one with "
                 "cherche_faiss.encoders.export_onnx(model, folder) or `cherche-faiss export-onnx MODEL --out DIR`."
             )
-        for name, flag in (("normalize_embeddings", normalize_embeddings), ("embed_weights", embed_weights),
-                           ("verify", verify)):
+        for name, flag in (
+            ("normalize_embeddings", normalize_embeddings),
+            ("embed_weights", embed_weights),
+            ("verify", verify),
+        ):
             if not isinstance(flag, bool):
                 raise InvalidTypeError(f"{name} must be True or False, got {flag!r}.")
         self.path = None if path is None else os.path.abspath(os.fspath(path))
@@ -164,7 +173,7 @@ class OnnxEncoder(BaseEncoder):
             self._start()
         return self._session
 
-    def set_threads(self, threads: int | None) -> "OnnxEncoder":
+    def set_threads(self, threads: int | None) -> OnnxEncoder:
         """Threads for later batches (the session is rebuilt on next use); returns ``self``."""
         threads = check_positive_int(threads, "threads")
         if threads != self.threads:
@@ -223,10 +232,17 @@ class OnnxEncoder(BaseEncoder):
         padding = tokenizer.padding or {}
         pad_token = padding.get("pad_token")
         if pad_token is None:
-            pad_token = next((token for token in ("[PAD]", "<pad>", "<|pad|>") if tokenizer.token_to_id(token) is not None), None)
+            pad_token = next(
+                (token for token in ("[PAD]", "<pad>", "<|pad|>") if tokenizer.token_to_id(token) is not None), None
+            )
         pad_id = padding.get("pad_id", tokenizer.token_to_id(pad_token) if pad_token is not None else 0)
-        tokenizer.enable_padding(direction=settings.padding_side, pad_id=pad_id or 0, pad_type_id=padding.get(
-            "pad_type_id", 0), pad_token=pad_token or "[PAD]", length=None)
+        tokenizer.enable_padding(
+            direction=settings.padding_side,
+            pad_id=pad_id or 0,
+            pad_type_id=padding.get("pad_type_id", 0),
+            pad_token=pad_token or "[PAD]",
+            length=None,
+        )
         tokenizer.enable_truncation(max_length=settings.max_seq_length)
 
     # -- encoding -------------------------------------------------------------------------------

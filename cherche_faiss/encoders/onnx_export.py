@@ -26,7 +26,16 @@ import numpy as np
 from .._core.versions import imported_versions
 from .._version import __version__
 from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, MissingDependencyError
-from ._onnx_files import FORMAT, FORMAT_VERSION, MANIFEST, MODEL, TOKENIZER, OnnxSettings, check_prompt_pooling, sha256_of
+from ._onnx_files import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    MODEL,
+    TOKENIZER,
+    OnnxSettings,
+    check_prompt_pooling,
+    sha256_of,
+)
 from ._pooling import read_pooling
 from .sentence_transformers import _model_reference
 
@@ -88,8 +97,11 @@ def _settings(model: Any, transformer: Any, pooling: Any, normalize: bool, quant
     prompt = str(prompts.get(name, "")) if name else ""
     check_prompt_pooling(prompt, include_prompt, "this model")
     tokenizer = transformer.tokenizer
-    dimension = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else (
-        model.get_sentence_embedding_dimension())
+    dimension = (
+        model.get_embedding_dimension()
+        if hasattr(model, "get_embedding_dimension")
+        else (model.get_sentence_embedding_dimension())
+    )
     return OnnxSettings(
         max_seq_length=int(model.max_seq_length or tokenizer.model_max_length),
         pooling=modes,
@@ -136,11 +148,19 @@ def _export_graph(transformer: Any, folder: Path, opset: int) -> list[str]:
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", module=r"torch\.onnx.*")
             # dynamo=False on purpose: one self-contained file, and the graph this library's check accepts.
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning
+            )
             torch.onnx.export(
-                TokenVectors(), tuple(sample[name].to(parameter.device) for name in names), str(folder / MODEL),
-                input_names=names, output_names=["token_embeddings"], dynamic_axes=axes, opset_version=opset,
-                do_constant_folding=True, dynamo=False,
+                TokenVectors(),
+                tuple(sample[name].to(parameter.device) for name in names),
+                str(folder / MODEL),
+                input_names=names,
+                output_names=["token_embeddings"],
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
             )
     finally:
         network.train(was_training)
@@ -197,8 +217,12 @@ def _quantize(folder: Path) -> None:
     source = folder / "model.float32.onnx"
     (folder / MODEL).rename(source)
     quantize_dynamic(
-        str(source), str(folder / MODEL), weight_type=QuantType.QInt8, per_channel=True,
-        op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True},
+        str(source),
+        str(folder / MODEL),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"MatMulConstBOnly": True},
     )
     source.unlink()
 
@@ -245,12 +269,20 @@ def _versions() -> dict[str, str]:
 def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": sha256_of(path)}
-        for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MANIFEST
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
     }
 
 
-def _write_manifest(folder: Path, files: dict[str, Any], settings: OnnxSettings, source: str, inputs: list[str],
-                    opset: int, fidelity: dict[str, Any] | None) -> None:
+def _write_manifest(
+    folder: Path,
+    files: dict[str, Any],
+    settings: OnnxSettings,
+    source: str,
+    inputs: list[str],
+    opset: int,
+    fidelity: dict[str, Any] | None,
+) -> None:
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -333,7 +365,9 @@ def export_onnx(
     if quantize not in QUANTIZE:
         raise InvalidInputError(f"quantize must be None or 'int8', got {quantize!r}.")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 14 <= opset <= 21:
-        raise InvalidInputError(f"opset must be an ONNX opset from 14 to 21, got {opset!r}. The default, 17, suits most models.")
+        raise InvalidInputError(
+            f"opset must be an ONNX opset from 14 to 21, got {opset!r}. The default, 17, suits most models."
+        )
     if quantize is not None:
         _require_quantizer()
     from .onnx import import_onnxruntime
@@ -341,10 +375,15 @@ def export_onnx(
     import_onnxruntime()  # the fidelity check runs the export
     target = Path(os.path.abspath(os.fspath(out_dir)))
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / MANIFEST).is_file())):
-        raise InvalidInputError(f"{target} exists and is not an ONNX export; pick an empty or new folder for the export.")
+        raise InvalidInputError(
+            f"{target} exists and is not an ONNX export; pick an empty or new folder for the export."
+        )
     loaded = _sentence_transformer(model)
-    source = str(model) if isinstance(model, (str, os.PathLike)) else str(
-        getattr(model, "model_name_or_path", None) or _model_reference(loaded) or "")
+    source = (
+        str(model)
+        if isinstance(model, (str, os.PathLike))
+        else str(getattr(model, "model_name_or_path", None) or _model_reference(loaded) or "")
+    )
     transformer, pooling, normalize = _modules(loaded)
     settings = _settings(loaded, transformer, pooling, normalize, quantize)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -97,9 +97,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         trust_remote_code: bool = False,
     ) -> None:
         if not isinstance(model_name_or_path, (str, os.PathLike)) or not str(model_name_or_path):
-            raise InvalidInputError(
-                f"model_name_or_path must be a model name or a folder, got {model_name_or_path!r}."
-            )
+            raise InvalidInputError(f"model_name_or_path must be a model name or a folder, got {model_name_or_path!r}.")
         self.model_name_or_path = str(model_name_or_path)
         self.device = parse_device(device)
         self.normalize_embeddings = bool(normalize_embeddings)
@@ -111,7 +109,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         self._saved_device: str | None = None  # device of the pickled model, resolved lazily
 
     @classmethod
-    def from_model(cls, model: Any, embed_weights: bool = False) -> "SentenceTransformerEncoder":
+    def from_model(cls, model: Any, embed_weights: bool = False) -> SentenceTransformerEncoder:
         """Wrap a loaded model (what ``as_encoder`` does for ``model.encode``)."""
         reference = _model_reference(model)
         embed = embed_weights or reference is None
@@ -123,7 +121,9 @@ class SentenceTransformerEncoder(BaseEncoder):
                 UserWarning,
                 stacklevel=3,
             )
-        encoder = cls(reference or "<in-memory model>", device=_model_device(model), embed_weights=embed, **cls._options_of(model))
+        encoder = cls(
+            reference or "<in-memory model>", device=_model_device(model), embed_weights=embed, **cls._options_of(model)
+        )
         encoder._model = model
         return encoder
 
@@ -199,13 +199,11 @@ class SentenceTransformerEncoder(BaseEncoder):
     # -- pickling -------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
         state = {
-            name: value
-            for name, value in self.__dict__.items()
-            if name not in ("_model", "_weights", "_saved_device")
+            name: value for name, value in self.__dict__.items() if name not in ("_model", "_weights", "_saved_device")
         }
         # Where the model runs now, so that the load policy can bring it back there.
-        state["saved_device"] = _model_device(self._model) if self._model is not None else (
-            self._saved_device or self.device
+        state["saved_device"] = (
+            _model_device(self._model) if self._model is not None else (self._saved_device or self.device)
         )
         state["weights"] = self._model_files() if self.embed_weights else None
         return state
@@ -277,7 +275,10 @@ class CrossEncoderScorer(SentenceTransformerEncoder):
         num_labels: int | None = None,
     ) -> None:
         super().__init__(
-            model_name_or_path, device=device, batch_size=batch_size, embed_weights=embed_weights,
+            model_name_or_path,
+            device=device,
+            batch_size=batch_size,
+            embed_weights=embed_weights,
             trust_remote_code=trust_remote_code,
         )
         self.num_labels = num_labels

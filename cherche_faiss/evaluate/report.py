@@ -61,6 +61,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     ]
     for row in report["rows"]:
         lines.append(
-            f"| {row['pipeline'].replace('|', chr(92) + '|')} | " + " | ".join(f"{row[c]:.4f}" for c in columns) + f" | {row['build_s']:.1f} | {row['search_s']:.1f} |"
+            f"| {row['pipeline'].replace('|', chr(92) + '|')} | "
+            + " | ".join(f"{row[c]:.4f}" for c in columns)
+            + f" | {row['build_s']:.1f} | {row['search_s']:.1f} |"
         )
     return "\n".join(lines) + "\n"

@@ -72,8 +72,9 @@ def inner_product_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> tup
     return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
 
 
-def _merge(scores: np.ndarray | None, rows: np.ndarray | None, new_scores: np.ndarray, new_rows: np.ndarray,
-           k: int) -> tuple[np.ndarray, np.ndarray]:
+def _merge(
+    scores: np.ndarray | None, rows: np.ndarray | None, new_scores: np.ndarray, new_rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     if scores is None:
         return new_scores, new_rows
     merged_scores = np.concatenate([scores, new_scores], axis=1)

@@ -23,19 +23,13 @@ __all__ = ["KeyTable", "check_keys"]
 def check_keys(keys: Any, n: int) -> list[Hashable]:
     """``keys`` as a list of ``n`` hashable keys, one per vector, else a clear error."""
     if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
-        raise InvalidTypeError(
-            f"keys must be a list with one key per vector, got {type(keys).__name__}."
-        )
+        raise InvalidTypeError(f"keys must be a list with one key per vector, got {type(keys).__name__}.")
     keys = list(keys)
     if len(keys) != n:
-        raise InvalidInputError(
-            f"got {n} vectors but {len(keys)} keys; pass exactly one key per vector."
-        )
+        raise InvalidInputError(f"got {n} vectors but {len(keys)} keys; pass exactly one key per vector.")
     for key in keys:
         if not isinstance(key, Hashable):
-            raise InvalidTypeError(
-                f"key {key!r} ({type(key).__name__}) is not hashable; use int, str or tuple keys."
-            )
+            raise InvalidTypeError(f"key {key!r} ({type(key).__name__}) is not hashable; use int, str or tuple keys.")
     return keys
 
 

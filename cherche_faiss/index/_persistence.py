@@ -52,8 +52,10 @@ def choice_from_state(value: Any) -> IndexChoice | None:
     if value is None:
         return None
     if not (
-        isinstance(value, dict) and isinstance(value.get("factory"), str)
-        and isinstance(value.get("reason"), str) and isinstance(value.get("search_params"), dict)
+        isinstance(value, dict)
+        and isinstance(value.get("factory"), str)
+        and isinstance(value.get("reason"), str)
+        and isinstance(value.get("search_params"), dict)
     ):
         raise _damaged(value)
     check_search_params(value["search_params"])
@@ -88,6 +90,7 @@ class PersistenceMixin:
     factory: Any
 
     if TYPE_CHECKING:  # provided by FaissIndex (and Component)
+
         @classmethod
         def _param_names(cls) -> list[str]: ...
         @property
@@ -102,8 +105,13 @@ class PersistenceMixin:
     # -- pickles -------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
         keys, ids = self._table.state()
-        state = {**self._params(), "_choice": choice_to_state(self._choice), "_device": self._device,
-                 "_keys": keys, "_ids": ids}
+        state = {
+            **self._params(),
+            "_choice": choice_to_state(self._choice),
+            "_device": self._device,
+            "_keys": keys,
+            "_ids": ids,
+        }
         if self._index is None:
             state["index_bytes"] = None
         else:
@@ -159,7 +167,10 @@ class PersistenceMixin:
             params["factory"] = self.factory_used
         keys, _ = self._table.state()
         return {
-            **params, "_choice": choice_to_state(self._choice), "_device": self._device, "_keys": keys,
+            **params,
+            "_choice": choice_to_state(self._choice),
+            "_device": self._device,
+            "_keys": keys,
             "_index": None if self._index is None else self._cpu_index(),
             "_removed": self._table.removed_ids(),
         }

@@ -75,9 +75,7 @@ def check_adoptable(index: Any, metric: str, dimension: int | None) -> None:
             "METRIC_L2 (1)."
         )
     if dimension is not None and index.d != dimension:
-        raise DimensionMismatchError(
-            f"the faiss.Index given has dimension {index.d} but dimension={dimension}."
-        )
+        raise DimensionMismatchError(f"the faiss.Index given has dimension {index.d} but dimension={dimension}.")
 
 
 def with_ids(index: Any) -> Any:

@@ -52,6 +52,7 @@ class SearchMixin:
     search_params: dict[str, int]
 
     if TYPE_CHECKING:  # provided by FaissIndex
+
         @property
         def factory_used(self) -> str: ...
         def prepare(self, vectors: Any, name: str = "queries") -> np.ndarray: ...
@@ -192,6 +193,12 @@ class SearchMixin:
         :class:`~cherche_faiss.index.tuning.TuningResult`.
         """
         return tune_search_params(
-            self, target_recall, k, sample_size, seed, apply=True,  # type: ignore[arg-type]  # self is a FaissIndex
-            show_progress=show_progress, queries=queries,
+            self,
+            target_recall,
+            k,
+            sample_size,
+            seed,
+            apply=True,  # type: ignore[arg-type]  # self is a FaissIndex
+            show_progress=show_progress,
+            queries=queries,
         )

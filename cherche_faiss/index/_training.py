@@ -127,7 +127,9 @@ def train_index(index: Any, sample: np.ndarray, description: str, show_progress:
     quantizer = None if ivf is None else faiss.downcast_index(ivf.quantizer)
     stepwise = isinstance(quantizer, faiss.IndexFlat) and quantizer.ntotal == 0 and ivf.nlist > 1
     iterations = int(ivf.cp.niter) if stepwise else 0
-    with progress(iterations + 1, f"training {description} on {len(sample):,} vectors", show_progress, unit="step") as bar:
+    with progress(
+        iterations + 1, f"training {description} on {len(sample):,} vectors", show_progress, unit="step"
+    ) as bar:
         if stepwise:
             clustering = faiss.Clustering(int(ivf.d), int(ivf.nlist), ivf.cp)
             clustering.niter = 1

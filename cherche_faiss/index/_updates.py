@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["UpdatesMixin"]
 
 
-
 class UpdatesMixin:
     """``prepare``, ``add``, ``add_batches`` and ``remove`` of a FaissIndex.
 
@@ -45,6 +44,7 @@ class UpdatesMixin:
     normalize: bool
 
     if TYPE_CHECKING:  # provided by FaissIndex and its other mixins
+
         @property
         def d(self) -> int | None: ...
         @property

@@ -37,6 +37,7 @@ class StoredVectorsMixin:
     _rows_by_id: np.ndarray | None  # see _row_of_id
 
     if TYPE_CHECKING:  # provided by FaissIndex
+
         @property
         def d(self) -> int | None: ...
         def ids_of(self, keys: Iterable[Hashable]) -> np.ndarray: ...

@@ -47,8 +47,22 @@ PQ_RECALL_CEILING = 0.9
 
 _ID_BYTES = 8  # one int64 id per vector
 _OVERHEAD = 1.1  # list headers, allocator slack, centroids
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1e3,
+    "kb": 1e3,
+    "m": 1e6,
+    "mb": 1e6,
+    "g": 1e9,
+    "gb": 1e9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "t": 1e12,
+    "tb": 1e12,
+    "tib": 2**40,
+}
 
 
 @dataclass(frozen=True)
@@ -168,8 +182,10 @@ def choose_index(
     lists = f"IVF{nlist} (about 4*sqrt(n) lists; supports removal and replacement)"
     if budget is None or flat_bytes <= budget:
         return IndexChoice(
-            f"IVF{nlist},Flat", {"nprobe": nprobe},
-            f"{lists} with raw vectors ({_size(flat_bytes)}) for {count}", flat_bytes,
+            f"IVF{nlist},Flat",
+            {"nprobe": nprobe},
+            f"{lists} with raw vectors ({_size(flat_bytes)}) for {count}",
+            flat_bytes,
         )
     return _compressed_choice(n, dimension, nlist, nprobe, budget, target_recall, flat_bytes, lists, count)
 
@@ -212,14 +228,22 @@ def _exact_choice(
 
 
 def _compressed_choice(
-    n: int, dimension: int, nlist: int, nprobe: int, budget: int, target_recall: float, flat_bytes: int,
-    lists: str, count: str,
+    n: int,
+    dimension: int,
+    nlist: int,
+    nprobe: int,
+    budget: int,
+    target_recall: float,
+    flat_bytes: int,
+    lists: str,
+    count: str,
 ) -> IndexChoice:
     """Rule 3 when raw vectors exceed the budget: ``SQ8`` codes, else the largest ``PQm`` that fits."""
     sq8_bytes = _index_bytes(n, dimension)
     if sq8_bytes <= budget:
         return IndexChoice(
-            f"IVF{nlist},SQ8", {"nprobe": nprobe},
+            f"IVF{nlist},SQ8",
+            {"nprobe": nprobe},
             f"{lists} with 8-bit scalar quantisation ({_size(sq8_bytes)}; raw vectors need "
             f"{_size(flat_bytes)} > memory_budget {_size(budget)}) for {count}",
             sq8_bytes,
@@ -243,7 +267,8 @@ def _compressed_choice(
     m = sizes[0]
     pq_bytes = _index_bytes(n, m)
     return IndexChoice(
-        f"IVF{nlist},PQ{m}", {"nprobe": nprobe},
+        f"IVF{nlist},PQ{m}",
+        {"nprobe": nprobe},
         f"{lists} with product quantisation, {m} bytes a vector ({_size(pq_bytes)}; 8-bit scalar "
         f"codes need {_size(sq8_bytes)} > memory_budget {_size(budget)}) for {count}",
         pq_bytes,

@@ -163,7 +163,10 @@ class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin
         if factory == "auto":
             planned = self.expected_size or size or 1
             choice = choose_index(
-                planned, int(dimension), self.memory_budget, self.target_recall,
+                planned,
+                int(dimension),
+                self.memory_budget,
+                self.target_recall,
                 size_known=size_known or self.expected_size is not None,
             )
             factory = choice.factory
@@ -318,8 +321,7 @@ class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin
         """
         if not len(self._table):
             raise NotIndexedError(
-                "the index is empty: add vectors with FaissIndex.add(vectors, keys) before "
-                "searching it."
+                "the index is empty: add vectors with FaissIndex.add(vectors, keys) before searching it."
             )
 
     def id_of(self, key: Hashable, default: int = -1) -> int:

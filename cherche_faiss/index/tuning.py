@@ -177,8 +177,16 @@ def _candidate_values(index: FaissIndex, kind: str) -> tuple[str, list[int]]:
 
 
 def _try_values(
-    index: FaissIndex, queries: np.ndarray, own: np.ndarray, truth: np.ndarray, depth: int, k: int,
-    name: str, values: list[int], target_recall: float, show_progress: bool,
+    index: FaissIndex,
+    queries: np.ndarray,
+    own: np.ndarray,
+    truth: np.ndarray,
+    depth: int,
+    k: int,
+    name: str,
+    values: list[int],
+    target_recall: float,
+    show_progress: bool,
 ) -> tuple[list[dict], bool]:
     """Search with each value in turn until recall@k reaches the target.
 

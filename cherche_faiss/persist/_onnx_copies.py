@@ -90,8 +90,11 @@ class OnnxCopies:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return OnnxEncoder(
-            files=contents, device="auto", batch_size=encoder.batch_size,
-            normalize_embeddings=encoder.normalize_embeddings, embed_weights=True,
+            files=contents,
+            device="auto",
+            batch_size=encoder.batch_size,
+            normalize_embeddings=encoder.normalize_embeddings,
+            embed_weights=True,
         )
 
 
@@ -119,9 +122,13 @@ def chosen_node(nodes: list[Any], number: int, backend: str, where: str) -> int:
             )
         return number
     if (
-        name != _SENTENCE_TRANSFORMER or isinstance(copy, bool) or not isinstance(copy, int)
-        or not 0 <= copy < len(nodes) or copy == number
-        or not isinstance(nodes[copy], dict) or nodes[copy].get("class") != _ONNX
+        name != _SENTENCE_TRANSFORMER
+        or isinstance(copy, bool)
+        or not isinstance(copy, int)
+        or not 0 <= copy < len(nodes)
+        or copy == number
+        or not isinstance(nodes[copy], dict)
+        or nodes[copy].get("class") != _ONNX
     ):
         raise IncompatibleStateError(
             f"{where} refers to an ONNX copy ({copy!r}) that is not an OnnxEncoder of this save: the manifest was "

@@ -215,7 +215,7 @@ class OpenedSave:
         self._links.append(links)
         try:
             for file in inside:
-                link = links / file[len(prefix):]
+                link = links / file[len(prefix) :]
                 link.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(self.path(file), link)
         except OSError:  # links refused (some file systems): read by name

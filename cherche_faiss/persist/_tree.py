@@ -128,8 +128,16 @@ class Loader:
     # Errors of the library's own validation while a component is rebuilt: the saved state is to blame.
     _VALIDATION_ERRORS = (InvalidInputError, InvalidTypeError, UnknownKeyError, NotIndexedError)
     # Errors Python raises when a state has the wrong shape (a list where a dict was saved ...).
-    _STATE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError, OverflowError,
-                     RecursionError)
+    _STATE_ERRORS = (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        RuntimeError,
+        OverflowError,
+        RecursionError,
+    )
 
     def __init__(self, manifest: dict[str, Any], reader: Reader, context: LoadContext) -> None:
         nodes = manifest.get("components")
@@ -161,7 +169,11 @@ class Loader:
 
     def _build(self, number: int, where: str) -> Any:
         node = self.nodes[number]
-        if not isinstance(node, dict) or not isinstance(node.get("params"), dict) or not isinstance(node.get("state"), dict):
+        if (
+            not isinstance(node, dict)
+            or not isinstance(node.get("params"), dict)
+            or not isinstance(node.get("state"), dict)
+        ):
             raise IncompatibleStateError(f"component {number} of the manifest ({where}) is damaged.")
         name = node.get("class")
         if name not in ALLOWED:
@@ -204,6 +216,3 @@ class Loader:
             f"cannot rebuild {where} ({name}) from its saved state: {type(error).__name__}: {error} The "
             "save was edited or written by an incompatible version; save the pipeline again."
         )
-
-
-

@@ -146,7 +146,9 @@ class TfidfVectorizerState:
             if idf is not None:
                 vectorizer.idf_ = np.array(idf)
         except (ValueError, TypeError) as error:
-            raise IncompatibleStateError(f"{where}: the saved TF-IDF state does not fit its parameters ({error}).") from None
+            raise IncompatibleStateError(
+                f"{where}: the saved TF-IDF state does not fit its parameters ({error})."
+            ) from None
         vectorizer.fixed_vocabulary_ = fixed_vocabulary
         return vectorizer
 
@@ -175,8 +177,9 @@ class BM25sModel:
         return type(value).__name__ == "BM25" and type(value).__module__.split(".")[0] == "bm25s"
 
     def save(self, model: Any, encoder: Any, where: str, stem: str) -> Any:
-        name = encoder.writer.file(stem, lambda path: model.save(str(path), corpus=None, allow_pickle=False,
-                                                                 show_progress=False))
+        name = encoder.writer.file(
+            stem, lambda path: model.save(str(path), corpus=None, allow_pickle=False, show_progress=False)
+        )
         return {"folder": name, "documents": int(model.scores["num_docs"])}
 
     def load(self, value: Any, decoder: Any, where: str) -> Any:
@@ -186,8 +189,9 @@ class BM25sModel:
             raise IncompatibleStateError(f"{where}: the saved bm25s model is damaged ({value!r:.200}).")
         folder = decoder.reader.folder_of(value.get("folder"), where)
         try:
-            model = bm25s.BM25.load(str(folder), load_corpus=False, mmap=decoder.reader.mmap, allow_pickle=False,
-                                    show_progress=False)
+            model = bm25s.BM25.load(
+                str(folder), load_corpus=False, mmap=decoder.reader.mmap, allow_pickle=False, show_progress=False
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise CorruptFileError(f"{where}: bm25s cannot read its saved model ({error}).") from None
         if model.scores.get("num_docs") != value.get("documents"):

@@ -106,7 +106,9 @@ class ValueEncoder:
         if isinstance(value, (np.dtype, type)) and _is_dtype(value):
             return {"$dtype": np.dtype(value).name}
         if isinstance(value, tuple):
-            return {"$tuple": [self.encode(item, f"{where}[{i}]", f"{stem}.{i}", inline) for i, item in enumerate(value)]}
+            return {
+                "$tuple": [self.encode(item, f"{where}[{i}]", f"{stem}.{i}", inline) for i, item in enumerate(value)]
+            }
         if isinstance(value, list):
             return self._list(value, where, stem, inline)
         if isinstance(value, dict):
@@ -151,9 +153,11 @@ class ValueEncoder:
                 if missing:
                     encoded["none"] = self._array(np.asarray(missing, dtype=np.int64), where, stem + ".none")
                 return encoded
-        if value and all(isinstance(item, np.ndarray) and item.ndim == 1 for item in value) and len(
-            {item.dtype for item in value}
-        ) == 1:
+        if (
+            value
+            and all(isinstance(item, np.ndarray) and item.ndim == 1 for item in value)
+            and len({item.dtype for item in value}) == 1
+        ):
             offsets = np.zeros(len(value) + 1, dtype=np.int64)
             np.cumsum([len(item) for item in value], out=offsets[1:])
             return {
@@ -179,7 +183,9 @@ class ValueEncoder:
         plain_keys = all(isinstance(key, str) and not key.startswith("$") for key in value)
         if plain_keys and (len(value) <= SPILL or inline):
             return {
-                key: self.encode(item, f"{where}[{key!r}]", f"{stem}/{key}" if _safe_name(key) else f"{stem}.{_part(key)}", inline)
+                key: self.encode(
+                    item, f"{where}[{key!r}]", f"{stem}/{key}" if _safe_name(key) else f"{stem}.{_part(key)}", inline
+                )
                 for key, item in value.items()
             }
         if plain_keys and all(_plain_json(item) for item in value.values()):
@@ -192,8 +198,10 @@ class ValueEncoder:
     def _json_file(self, value: list | dict, stem: str) -> dict[str, Any]:
         """A long list or dict of plain JSON values, in a ``.json`` file of its own."""
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-        return {"$json": self.writer.file(stem, lambda path: path.write_text(text, encoding="utf-8"), ".json"),
-                "n": len(value)}
+        return {
+            "$json": self.writer.file(stem, lambda path: path.write_text(text, encoding="utf-8"), ".json"),
+            "n": len(value),
+        }
 
     # -- arrays -------------------------------------------------------------------------------
     def _array(self, array: np.ndarray, where: str, stem: str) -> str:
@@ -285,8 +293,10 @@ class ValueDecoder:
         values = ints.tolist()
         if "none" in value:
             missing = self.array(value["none"], where)
-            if missing.ndim != 1 or missing.dtype.kind not in "iu" or (
-                missing.size and (missing.min() < 0 or missing.max() >= len(values))
+            if (
+                missing.ndim != 1
+                or missing.dtype.kind not in "iu"
+                or (missing.size and (missing.min() < 0 or missing.max() >= len(values)))
             ):
                 raise _damaged(where, value)
             for i in missing.tolist():
@@ -299,8 +309,13 @@ class ValueDecoder:
         values = self.array(body.get("values"), where)
         offsets = self.array(body.get("offsets"), where)
         if (
-            values.ndim != 1 or offsets.ndim != 1 or offsets.dtype != np.int64 or len(offsets) < 1
-            or offsets[0] != 0 or offsets[-1] != len(values) or (np.diff(offsets) < 0).any()
+            values.ndim != 1
+            or offsets.ndim != 1
+            or offsets.dtype != np.int64
+            or len(offsets) < 1
+            or offsets[0] != 0
+            or offsets[-1] != len(values)
+            or (np.diff(offsets) < 0).any()
         ):
             raise _damaged(where, value)
         return [values[start:stop] for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
@@ -320,7 +335,9 @@ class ValueDecoder:
 
     def _as_json(self, body: Any, value: dict, where: str, inline: bool) -> list | dict:
         items = _json.read(self.reader.path(body, where), where, body)
-        if not isinstance(items, (list, dict)) or (isinstance(items, dict) and any(key.startswith("$") for key in items)):
+        if not isinstance(items, (list, dict)) or (
+            isinstance(items, dict) and any(key.startswith("$") for key in items)
+        ):
             raise _damaged(where, value)
         if any(isinstance(item, (list, dict)) for item in (items.values() if isinstance(items, dict) else items)):
             raise _damaged(where, value)  # only plain values are written there
@@ -346,9 +363,19 @@ class ValueDecoder:
 
     #: The method that reads each tag, and the tags a line of a ``.jsonl`` file may hold.
     _TAGS: ClassVar[dict[str, Callable[..., Any]]] = {
-        "$tuple": _as_tuple, "$dict": _as_dict, "$float": _as_float, "$dtype": _as_dtype,
-        "$component": _as_component, "$array": _as_array, "$ints": _as_ints, "$ragged": _as_ragged,
-        "$sparse": _as_sparse, "$bytes": _as_bytes, "$json": _as_json, "$jsonl": _as_jsonl, "$object": _as_object,
+        "$tuple": _as_tuple,
+        "$dict": _as_dict,
+        "$float": _as_float,
+        "$dtype": _as_dtype,
+        "$component": _as_component,
+        "$array": _as_array,
+        "$ints": _as_ints,
+        "$ragged": _as_ragged,
+        "$sparse": _as_sparse,
+        "$bytes": _as_bytes,
+        "$json": _as_json,
+        "$jsonl": _as_jsonl,
+        "$object": _as_object,
     }
     _INLINE: ClassVar[frozenset[str]] = frozenset({"$tuple", "$dict", "$float", "$dtype"})
 

@@ -134,4 +134,3 @@ def load_pickle(file: str | os.PathLike | IO[bytes]) -> Any:
             "the pipeline with cherche_faiss."
         )
     return obj
-

@@ -218,9 +218,7 @@ def _manifest_of(opened: OpenedSave) -> dict[str, Any]:
     except OSError as error:
         raise CorruptFileError(f"cannot read {shown}: {type(error).__name__}: {error}.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IncompatibleStateError(
-            f"{shown} is not the manifest of a cherche_faiss save (no \"format\": \"{FORMAT}\")."
-        )
+        raise IncompatibleStateError(f'{shown} is not the manifest of a cherche_faiss save (no "format": "{FORMAT}").')
     if manifest.get("manifest_sha256") != _canonical_hash(manifest):
         raise CorruptFileError(
             f"{shown} does not match its own SHA-256: it was altered or damaged. Save the "

@@ -11,9 +11,9 @@ import numpy as np
 from .._core.component import Component
 from .._core.tags import RANKER, Tags
 from .._core.validation import as_queries, check_component, check_k, check_positive_int
-from ..index.dense import DenseVectors
 from ..compose.operators import ComposeMixin
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
+from ..index.dense import DenseVectors
 from ..index.faiss import FaissIndex
 
 __all__ = ["Ranker", "rank_candidates"]
@@ -119,7 +119,9 @@ class Ranker(DenseVectors, ComposeMixin, Component):
             f"{self.key}={unknown[0][self.key]!r}. Add their embeddings first with ranker.add(...)."
         )
 
-    def _rank_batch(self, query_vectors: np.ndarray, candidates: list[list[Mapping]], k: int | None, batch_size: int) -> list[list[dict]]:
+    def _rank_batch(
+        self, query_vectors: np.ndarray, candidates: list[list[Mapping]], k: int | None, batch_size: int
+    ) -> list[list[dict]]:
         """Rank one batch; ``query_vectors`` have been through ``self.index.prepare``."""
         ids = self._candidate_ids(candidates)
         if len(ids) == 0:
@@ -146,6 +148,8 @@ class Ranker(DenseVectors, ComposeMixin, Component):
             if not any(batch_candidates):
                 ranked.extend([] for _ in batch_candidates)
                 continue
-            query_vectors = self.index.prepare(self._encode_queries(queries[start : start + batch_size], batch_size), "query embeddings")
+            query_vectors = self.index.prepare(
+                self._encode_queries(queries[start : start + batch_size], batch_size), "query embeddings"
+            )
             ranked.extend(self._rank_batch(query_vectors, batch_candidates, k, batch_size))
         return ranked[0] if single else ranked

@@ -53,7 +53,9 @@ class CrossEncoder(ComposeMixin, Component):
     def __cherche_tags__(self) -> Tags:
         return Tags(role=RANKER, needs_candidates=True)
 
-    def __init__(self, on: Any, encoder: Any, k: int | None = None, batch_size: int = 64, key: str | None = None) -> None:
+    def __init__(
+        self, on: Any, encoder: Any, k: int | None = None, batch_size: int = 64, key: str | None = None
+    ) -> None:
         self.on = check_on(on)
         self.encoder = as_scorer(encoder)
         self.k = check_k(k)
@@ -71,7 +73,7 @@ class CrossEncoder(ComposeMixin, Component):
         if not isinstance(self._texts, dict) or not all(isinstance(text, str) for text in self._texts.values()):
             raise IncompatibleStateError("the saved texts of this CrossEncoder are not a dict of keys to strings.")
 
-    def add(self, documents: list[Mapping], **kwargs: Any) -> "CrossEncoder":
+    def add(self, documents: list[Mapping], **kwargs: Any) -> CrossEncoder:
         """Remember the text of ``documents`` so that hits holding only a key can be scored."""
         if self.key is None:
             raise InvalidInputError(
@@ -95,10 +97,16 @@ class CrossEncoder(ComposeMixin, Component):
             "cross_encoder) or call cross_encoder.add(documents) with key= set."
         )
 
-    def __call__(self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+    def __call__(
+        self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any
+    ) -> list:
         queries, single = as_queries(q)
         candidates = [documents] if single else documents
-        if not isinstance(candidates, list) or len(candidates) != len(queries) or not all(isinstance(c, list) for c in candidates):
+        if (
+            not isinstance(candidates, list)
+            or len(candidates) != len(queries)
+            or not all(isinstance(c, list) for c in candidates)
+        ):
             raise InvalidInputError(
                 f"got {len(queries)} queries: pass documents as one list of candidate dicts per query."
             )
@@ -110,7 +118,10 @@ class CrossEncoder(ComposeMixin, Component):
             for hit in hits
         ]
         scores = np.concatenate(
-            [self.encoder.score(pairs[start : start + batch_size], batch_size=batch_size) for start in range(0, len(pairs), batch_size)]
+            [
+                self.encoder.score(pairs[start : start + batch_size], batch_size=batch_size)
+                for start in range(0, len(pairs), batch_size)
+            ]
             or [np.empty(0, dtype=np.float32)]
         )
         ranked, start = [], 0

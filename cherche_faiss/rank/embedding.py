@@ -28,10 +28,12 @@ class Embedding(Ranker):
     ['b', 'a']
     """
 
-    def __init__(self, key: str, normalize: bool = True, k: int | None = None, batch_size: int = 1024, device: str = "cpu") -> None:
+    def __init__(
+        self, key: str, normalize: bool = True, k: int | None = None, batch_size: int = 1024, device: str = "cpu"
+    ) -> None:
         super().__init__(key=key, on=None, normalize=normalize, k=k, batch_size=batch_size, device=device)
 
-    def add(self, documents: list[Mapping], embeddings_documents: Any = None, **kwargs: Any) -> "Embedding":
+    def add(self, documents: list[Mapping], embeddings_documents: Any = None, **kwargs: Any) -> Embedding:
         """Keep one vector per document (a key added again is replaced).
 
         Returns
@@ -43,7 +45,9 @@ class Embedding(Ranker):
         self.index.add(vectors, keys)
         return self
 
-    def __call__(self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+    def __call__(
+        self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any
+    ) -> list:
         vectors, single = self._query_vectors(q)
         candidates = self._candidates(documents, len(vectors), single)
         k = check_k(k) or self.k

@@ -55,7 +55,7 @@ class DPR(Ranker):
 
     def add(
         self, documents: Iterable[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any
-    ) -> "DPR":
+    ) -> DPR:
         """Encode ``documents`` and keep their embeddings (a key added again is re-encoded).
 
         Any iterable works, a generator included: documents are encoded and
@@ -115,6 +115,12 @@ class Encoder(DPR):
     ) -> None:
         encoder = as_encoder(encoder, "encoder")
         super().__init__(
-            on=on, key=key, encoder=encoder, query_encoder=encoder, normalize=normalize,
-            k=k, batch_size=batch_size, device=device,
+            on=on,
+            key=key,
+            encoder=encoder,
+            query_encoder=encoder,
+            normalize=normalize,
+            k=k,
+            batch_size=batch_size,
+            device=device,
         )

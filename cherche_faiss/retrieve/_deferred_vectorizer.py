@@ -26,11 +26,27 @@ __all__ = ["DEFAULT_PARAMS", "DeferredTfidfVectorizer", "direct_query_plan", "is
 #: ``TfidfVectorizer()``'s parameters and defaults (unchanged from scikit-learn 1.3 to 1.9; a
 #: test compares them with the installed version), sorted by name as ``get_params()`` gives them.
 DEFAULT_PARAMS: dict[str, Any] = {
-    "analyzer": "word", "binary": False, "decode_error": "strict", "dtype": np.float64, "encoding": "utf-8",
-    "input": "content", "lowercase": True, "max_df": 1.0, "max_features": None, "min_df": 1,
-    "ngram_range": (1, 1), "norm": "l2", "preprocessor": None, "smooth_idf": True, "stop_words": None,
-    "strip_accents": None, "sublinear_tf": False, "token_pattern": r"(?u)\b\w\w+\b", "tokenizer": None,
-    "use_idf": True, "vocabulary": None,
+    "analyzer": "word",
+    "binary": False,
+    "decode_error": "strict",
+    "dtype": np.float64,
+    "encoding": "utf-8",
+    "input": "content",
+    "lowercase": True,
+    "max_df": 1.0,
+    "max_features": None,
+    "min_df": 1,
+    "ngram_range": (1, 1),
+    "norm": "l2",
+    "preprocessor": None,
+    "smooth_idf": True,
+    "stop_words": None,
+    "strip_accents": None,
+    "sublinear_tf": False,
+    "token_pattern": r"(?u)\b\w\w+\b",
+    "tokenizer": None,
+    "use_idf": True,
+    "vocabulary": None,
 }
 
 _BOOLEANS = ("binary", "lowercase", "smooth_idf", "sublinear_tf", "use_idf")
@@ -130,8 +146,9 @@ class DeferredTfidfVectorizer:
         full = {name: params.get(name, default) for name, default in DEFAULT_PARAMS.items()}
         return cls(full) if _accepted(full) else None
 
-    def set_fitted(self, terms: list[str], vocabulary: dict[str, int], idf: np.ndarray | None,
-                   fixed_vocabulary: bool) -> None:
+    def set_fitted(
+        self, terms: list[str], vocabulary: dict[str, int], idf: np.ndarray | None, fixed_vocabulary: bool
+    ) -> None:
         """Give it the vocabulary and idf of a fitted vectorizer (already checked by the loader)."""
         self.terms, self.vocabulary, self.idf, self.fixed_vocabulary = terms, vocabulary, idf, fixed_vocabulary
 

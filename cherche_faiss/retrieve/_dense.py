@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ._hits import make_hits
-from ..index.dense import DenseVectors
 from ..index._search_params import SEARCH_PARAMETERS, check_search_params
+from ..index.dense import DenseVectors
 from ..index.faiss import FaissIndex
+from ._hits import make_hits
 from .base import Retriever
 
 __all__ = ["DenseRetriever", "make_index"]
@@ -34,7 +34,14 @@ class DenseRetriever(DenseVectors, Retriever):
     """
 
     def __init__(
-        self, key: str, on: Any, normalize: bool, k: int | None, batch_size: int, index: Any, device: str,
+        self,
+        key: str,
+        on: Any,
+        normalize: bool,
+        k: int | None,
+        batch_size: int,
+        index: Any,
+        device: str,
         search_params: dict | None = None,
     ) -> None:
         super().__init__(key=key, on=on, k=k, batch_size=batch_size)
@@ -46,7 +53,7 @@ class DenseRetriever(DenseVectors, Retriever):
     def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return check_search_params({name: kwargs[name] for name in SEARCH_PARAMETERS if name in kwargs})
 
-    def set_search_params(self, **search_params: int) -> "DenseRetriever":
+    def set_search_params(self, **search_params: int) -> DenseRetriever:
         """Default ``nprobe``/``efSearch`` of this retriever's index; returns ``self``."""
         self.index.set_search_params(**search_params)
         self.search_params = {**self.search_params, **check_search_params(search_params)}
@@ -68,7 +75,11 @@ class DenseRetriever(DenseVectors, Retriever):
             texts = [queries] if isinstance(queries, str) else list(queries)
             queries = self.query_encoder.encode(texts, batch_size=self.batch_size)
         result = self.index.tune(
-            target_recall=target_recall, k=k, sample_size=sample_size, seed=seed, show_progress=show_progress,
+            target_recall=target_recall,
+            k=k,
+            sample_size=sample_size,
+            seed=seed,
+            show_progress=show_progress,
             queries=queries,
         )
         self.search_params = dict(result.params)

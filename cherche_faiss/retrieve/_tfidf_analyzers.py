@@ -139,10 +139,15 @@ def query_analyzer(params: Mapping[str, Any]) -> Analyzer | None:
     strip_accents = params.get("strip_accents")
     lowercase = params.get("lowercase")
     if (
-        kind not in ("char_wb", "char", "word") or type(kind) is not str or bounds is None
-        or params.get("input") != "content" or params.get("preprocessor") is not None
-        or params.get("tokenizer") is not None or params.get("stop_words") is not None
-        or type(lowercase) is not bool or not (strip_accents is None or type(strip_accents) is str)
+        kind not in ("char_wb", "char", "word")
+        or type(kind) is not str
+        or bounds is None
+        or params.get("input") != "content"
+        or params.get("preprocessor") is not None
+        or params.get("tokenizer") is not None
+        or params.get("stop_words") is not None
+        or type(lowercase) is not bool
+        or not (strip_accents is None or type(strip_accents) is str)
         or strip_accents not in _STRIP_ACCENTS
     ):
         return None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._core.progress import batches
 from .._core.component import Component
+from .._core.progress import batches
 from .._core.tags import RETRIEVER, Tags
 from .._core.validation import as_queries, check_component, check_k, check_positive_int
 from ..compose.operators import ComposeMixin
@@ -43,7 +43,7 @@ class Retriever(ComposeMixin, Component):
                 "documents= to the constructor) before searching."
             )
 
-    def add(self, documents: list[Mapping], **kwargs: Any) -> "Retriever":
+    def add(self, documents: list[Mapping], **kwargs: Any) -> Retriever:
         raise NotImplementedError
 
     def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ._hits import make_hits
 from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
+from ._hits import make_hits
 from .base import Retriever
 
 __all__ = ["BM25"]
@@ -32,16 +32,24 @@ def _check_bm25s_scores(model: Any, documents: int) -> None:
     try:
         data, indices, indptr = (np.asarray(scores[name]) for name in ("data", "indices", "indptr"))
         well_formed = (
-            scores["num_docs"] == documents and data.ndim == indices.ndim == indptr.ndim == 1
-            and len(data) == len(indices) and indptr.dtype.kind in "iu" and indices.dtype.kind in "iu"
-            and len(indptr) >= 1 and indptr[0] == 0 and indptr[-1] == len(data) and not (np.diff(indptr) < 0).any()
+            scores["num_docs"] == documents
+            and data.ndim == indices.ndim == indptr.ndim == 1
+            and len(data) == len(indices)
+            and indptr.dtype.kind in "iu"
+            and indices.dtype.kind in "iu"
+            and len(indptr) >= 1
+            and indptr[0] == 0
+            and indptr[-1] == len(data)
+            and not (np.diff(indptr) < 0).any()
             and (not len(indices) or (indices.min() >= 0 and indices.max() < documents))
             and np.isfinite(data).all()
         )
     except (TypeError, KeyError, ValueError, IndexError):
         well_formed = False
     if not well_formed:
-        raise IncompatibleStateError(f"the saved bm25s score matrix of this BM25 is damaged or does not index {documents} documents.")
+        raise IncompatibleStateError(
+            f"the saved bm25s score matrix of this BM25 is damaged or does not index {documents} documents."
+        )
 
 
 class BM25(Retriever):
@@ -112,15 +120,21 @@ class BM25(Retriever):
             raise InvalidInputError(
                 f"tokenizer must be 'word', 'char' or a callable str -> list[str], got {tokenizer!r}."
             )
-        if stopwords is not None and not isinstance(stopwords, str) and not (
-            isinstance(stopwords, (list, tuple)) and all(isinstance(word, str) for word in stopwords)
+        if (
+            stopwords is not None
+            and not isinstance(stopwords, str)
+            and not (isinstance(stopwords, (list, tuple)) and all(isinstance(word, str) for word in stopwords))
         ):
-            raise InvalidInputError(f"stopwords must be a language such as 'en', a list of words, or None; got {stopwords!r}.")
+            raise InvalidInputError(
+                f"stopwords must be a language such as 'en', a list of words, or None; got {stopwords!r}."
+            )
         if stemmer is not None and not isinstance(stemmer, str):
             raise InvalidInputError(f"stemmer must be a Snowball language such as 'english', or None; got {stemmer!r}.")
         if (
-            not isinstance(ngram_range, (tuple, list)) or len(ngram_range) != 2
-            or not all(type(n) is int for n in ngram_range) or not 1 <= ngram_range[0] <= ngram_range[1]
+            not isinstance(ngram_range, (tuple, list))
+            or len(ngram_range) != 2
+            or not all(type(n) is int for n in ngram_range)
+            or not 1 <= ngram_range[0] <= ngram_range[1]
         ):
             raise InvalidInputError(f"ngram_range must be (min, max) with 1 <= min <= max, got {ngram_range!r}.")
         if method not in _METHODS:
@@ -160,7 +174,9 @@ class BM25(Retriever):
         if self.tokenizer == "char":
             from sklearn.feature_extraction.text import TfidfVectorizer
 
-            analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True).build_analyzer()
+            analyzer = TfidfVectorizer(
+                analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True
+            ).build_analyzer()
             return lambda texts: [analyzer(text) for text in texts]
         bm25s = _bm25s()
         stemmer = None
@@ -177,7 +193,7 @@ class BM25(Retriever):
         )
 
     # -- indexing -------------------------------------------------------------------------
-    def add(self, documents: list[Mapping], **kwargs: Any) -> "BM25":
+    def add(self, documents: list[Mapping], **kwargs: Any) -> BM25:
         """Index ``documents`` (replacing those whose key is already indexed).
 
         Returns
@@ -192,7 +208,9 @@ class BM25(Retriever):
         new_tokens = self._tokenize(document_texts(list(last.values()), self.on))
         vocabulary = dict(self._vocabulary)
         new_ids = [
-            np.fromiter((vocabulary.setdefault(token, len(vocabulary)) for token in tokens), dtype=np.int32, count=len(tokens))
+            np.fromiter(
+                (vocabulary.setdefault(token, len(vocabulary)) for token in tokens), dtype=np.int32, count=len(tokens)
+            )
             for tokens in new_tokens
         ]
         kept = [(key, ids) for key, ids in zip(self._keys, self._token_ids) if key not in last]
@@ -235,15 +253,21 @@ class BM25(Retriever):
         keys, token_ids, vocabulary = self._keys, self._token_ids, self._vocabulary
         if not isinstance(keys, list) or len(set(keys)) != len(keys):
             raise IncompatibleStateError("the saved keys of this BM25 are not a list of distinct keys.")
-        if not isinstance(token_ids, list) or len(token_ids) != len(keys) or not all(
-            isinstance(ids, np.ndarray) and ids.ndim == 1 and ids.dtype.kind in "iu" for ids in token_ids
+        if (
+            not isinstance(token_ids, list)
+            or len(token_ids) != len(keys)
+            or not all(isinstance(ids, np.ndarray) and ids.ndim == 1 and ids.dtype.kind in "iu" for ids in token_ids)
         ):
             raise IncompatibleStateError("the saved token ids of this BM25 do not give one integer array per document.")
-        if not isinstance(vocabulary, dict) or not all(isinstance(token, str) and type(i) is int for token, i in vocabulary.items()):
+        if not isinstance(vocabulary, dict) or not all(
+            isinstance(token, str) and type(i) is int for token, i in vocabulary.items()
+        ):
             raise IncompatibleStateError("the saved vocabulary of this BM25 is not a dict of tokens to ids.")
         if any(ids.size and (ids.min() < 0 or ids.max() >= len(vocabulary)) for ids in token_ids):
             raise IncompatibleStateError("the saved token ids of this BM25 fall outside its vocabulary.")
         if (self._model is None) != (not keys):
-            raise IncompatibleStateError(f"the saved bm25s model of this BM25 does not index its {len(keys)} documents.")
+            raise IncompatibleStateError(
+                f"the saved bm25s model of this BM25 does not index its {len(keys)} documents."
+            )
         if self._model is not None:
             _check_bm25s_scores(self._model, len(keys))

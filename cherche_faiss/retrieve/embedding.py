@@ -39,13 +39,19 @@ class Embedding(DenseRetriever):
         search_params: dict | None = None,
     ) -> None:
         super().__init__(
-            key=key, on=None, normalize=normalize, k=k, batch_size=batch_size, index=index, device=device,
+            key=key,
+            on=None,
+            normalize=normalize,
+            k=k,
+            batch_size=batch_size,
+            index=index,
+            device=device,
             search_params=search_params,
         )
 
     def add(
         self, documents: list[Mapping], embeddings_documents: Any = None, show_progress: bool = True, **kwargs: Any
-    ) -> "Embedding":
+    ) -> Embedding:
         """Add one vector per document (a key added again is replaced).
 
         An index that needs training (IVF, PQ) is trained on these vectors,

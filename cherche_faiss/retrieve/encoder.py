@@ -57,7 +57,13 @@ class DPR(DenseRetriever):
         search_params: dict | None = None,
     ) -> None:
         super().__init__(
-            key=key, on=on, normalize=normalize, k=k, batch_size=batch_size, index=index, device=device,
+            key=key,
+            on=on,
+            normalize=normalize,
+            k=k,
+            batch_size=batch_size,
+            index=index,
+            device=device,
             search_params=search_params,
         )
         self.encoder = as_encoder(encoder, "encoder")
@@ -65,7 +71,7 @@ class DPR(DenseRetriever):
 
     def add(
         self, documents: Iterable[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any
-    ) -> "DPR":
+    ) -> DPR:
         """Encode ``documents`` and add them (a key added again is replaced).
 
         Documents may come from any iterable, a generator included: they are
@@ -126,6 +132,14 @@ class Encoder(DPR):
     ) -> None:
         encoder = as_encoder(encoder, "encoder")
         super().__init__(
-            key=key, on=on, encoder=encoder, query_encoder=encoder, normalize=normalize,
-            k=k, batch_size=batch_size, index=index, device=device, search_params=search_params,
+            key=key,
+            on=on,
+            encoder=encoder,
+            query_encoder=encoder,
+            normalize=normalize,
+            k=k,
+            batch_size=batch_size,
+            index=index,
+            device=device,
+            search_params=search_params,
         )

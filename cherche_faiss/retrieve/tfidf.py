@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ._hits import make_hits
 from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, NotIndexedError
 from ._deferred_vectorizer import DeferredTfidfVectorizer, direct_query_plan, is_fitted, vocabulary_of
+from ._hits import make_hits
 from .base import Retriever
 
 __all__ = ["TfIdf"]
@@ -150,7 +150,7 @@ class TfIdf(Retriever):
     def _is_fitted(self) -> bool:
         return is_fitted(self._tfidf)
 
-    def add(self, documents: list[Mapping], batch_size: int | None = None, **kwargs: Any) -> "TfIdf":
+    def add(self, documents: list[Mapping], batch_size: int | None = None, **kwargs: Any) -> TfIdf:
         """Index ``documents`` (replacing those whose key is already indexed).
 
         Returns
@@ -230,7 +230,11 @@ class TfIdf(Retriever):
             order = np.argsort(columns)
             index_dtype = matrix_t.indices.dtype  # matching dtypes: scipy would copy the matrix otherwise
             row = sp.csr_matrix(
-                (weights[order].astype(np.float32), columns[order].astype(index_dtype), np.array([0, len(columns)], dtype=index_dtype)),
+                (
+                    weights[order].astype(np.float32),
+                    columns[order].astype(index_dtype),
+                    np.array([0, len(columns)], dtype=index_dtype),
+                ),
                 shape=(1, matrix_t.shape[0]),
             )
             out[:] = (row @ matrix_t).toarray()[0]
@@ -297,8 +301,11 @@ class TfIdf(Retriever):
             return
         vocabulary = vocabulary_of(self._tfidf)
         if (
-            not sp.isspmatrix_csr(matrix) or matrix.dtype != np.float32 or matrix.shape[0] != len(keys)
-            or vocabulary is None or matrix.shape[1] != len(vocabulary)
+            not sp.isspmatrix_csr(matrix)
+            or matrix.dtype != np.float32
+            or matrix.shape[0] != len(keys)
+            or vocabulary is None
+            or matrix.shape[1] != len(vocabulary)
         ):
             raise IncompatibleStateError(
                 f"the saved document matrix of this TfIdf ({getattr(matrix, 'shape', None)}) does not fit its "

@@ -13,10 +13,10 @@ retry hint), ``schemas`` (request and response models), ``guard`` (API key and b
 (uvicorn on a bound socket). What ``/info`` shows comes from :mod:`cherche_faiss.server.describe`.
 """
 
-from .describe import describe
-from .app import create_app, require_server_extra
 from ..exceptions import ServerClosedError, ServerOverloadedError
+from .app import create_app, require_server_extra
 from .batching import MicroBatcher
+from .describe import describe
 from .loading import load_served, saved_version
 from .runner import serve
 

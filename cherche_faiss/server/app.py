@@ -17,7 +17,11 @@ from typing import Any
 from .._version import __version__
 from ..compose.operators import needs_documents
 from ..exceptions import (
-    CherFaissError, InvalidInputError, InvalidTypeError, MissingDependencyError, ServerClosedError,
+    CherFaissError,
+    InvalidInputError,
+    InvalidTypeError,
+    MissingDependencyError,
+    ServerClosedError,
     ServerOverloadedError,
 )
 from .batching import MicroBatcher
@@ -154,9 +158,17 @@ def create_app(
             raise InvalidTypeError(f"{name} must be True or False, got {value!r}.")
     limits = Limits(max_k=max_k, max_queries=max_queries, max_query_length=max_query_length)
     max_body_bytes = check_guard_options(api_key, max_body_bytes)
-    service = _service(pipeline, ThreadPolicy(threads, pipeline), limits, warmup, freeze_gc, source,
-                       api_key is not None, max_body_bytes, dict(max_batch_size=max_batch_size,
-                       max_wait_ms=max_wait_ms, batching=batching, max_pending=max_pending))
+    service = _service(
+        pipeline,
+        ThreadPolicy(threads, pipeline),
+        limits,
+        warmup,
+        freeze_gc,
+        source,
+        api_key is not None,
+        max_body_bytes,
+        dict(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, batching=batching, max_pending=max_pending),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
@@ -171,7 +183,7 @@ def create_app(
         version=__version__,
         summary="Neural search on FAISS with Cherche's API.",
         description=(
-            "`POST /search` answers `{\"q\": str | [str], \"k\": int}` with the pipeline's hits. Requests that "
+            '`POST /search` answers `{"q": str | [str], "k": int}` with the pipeline\'s hits. Requests that '
             "arrive together are searched in one batch."
             + (f" Every path but /health and the docs needs the `{API_KEY_HEADER}` header." if api_key else "")
         ),
@@ -183,8 +195,17 @@ def create_app(
     return app
 
 
-def _service(pipeline: Any, policy: ThreadPolicy, limits: Limits, warmup: bool, freeze_gc: bool, source: Any,
-             api_key_set: bool, max_body_bytes: int, batching: dict[str, Any]) -> SearchService:
+def _service(
+    pipeline: Any,
+    policy: ThreadPolicy,
+    limits: Limits,
+    warmup: bool,
+    freeze_gc: bool,
+    source: Any,
+    api_key_set: bool,
+    max_body_bytes: int,
+    batching: dict[str, Any],
+) -> SearchService:
     """The state the endpoints share, with its batcher (whose worker calls the service's search)."""
     service: SearchService
 
@@ -192,8 +213,9 @@ def _service(pipeline: Any, policy: ThreadPolicy, limits: Limits, warmup: bool, 
         return service.search(q, k)
 
     batcher = MicroBatcher(run, **batching)
-    service = SearchService(pipeline, batcher, policy, limits, warmup, freeze_gc, _describe_source(source),
-                            api_key_set, max_body_bytes)
+    service = SearchService(
+        pipeline, batcher, policy, limits, warmup, freeze_gc, _describe_source(source), api_key_set, max_body_bytes
+    )
     return service
 
 
@@ -218,8 +240,12 @@ def _error_responses(models: dict[str, Any]) -> dict[int, dict[str, Any]]:
             "model": models["error"],
             "description": "The server is shutting down (retry on another one), or overloaded: its queue of "
             "pending queries is full, and the `Retry-After` header says in how many seconds to retry.",
-            "headers": {"Retry-After": {"description": "Seconds to wait before retrying (overload only).",
-                                        "schema": {"type": "integer", "minimum": 1}}},
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying (overload only).",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
         },
     }
 
@@ -243,8 +269,13 @@ def _add_routes(app: Any, service: SearchService, limits: Limits, api_key: str |
         service.responses[422] += 1
         return JSONResponse({"detail": " ".join(item["message"] for item in found), "errors": found}, status_code=422)
 
-    @app.post("/search", response_model=models["search"], responses=errors, dependencies=security,
-              summary="Search one query or a list of queries")
+    @app.post(
+        "/search",
+        response_model=models["search"],
+        responses=errors,
+        dependencies=security,
+        summary="Search one query or a list of queries",
+    )
     async def search(request: Request, body: SearchRequest) -> Response:  # type: ignore[valid-type]
         return await _search(service, request, body)
 
@@ -254,12 +285,19 @@ def _add_routes(app: Any, service: SearchService, limits: Limits, api_key: str |
     @app.get("/health", response_model=models["health"], responses={503: shutting_down}, summary="Liveness")
     async def health() -> Response:
         stopped = service.state == "stopped"
-        body = {"status": "shutting down" if stopped else "ok", "version": __version__,
-                "uptime_s": round(time.monotonic() - service.started_at, 3)}
+        body = {
+            "status": "shutting down" if stopped else "ok",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - service.started_at, 3),
+        }
         return JSONResponse(body, status_code=503 if stopped else 200)
 
-    @app.get("/info", responses={401: errors[401]}, dependencies=security,
-             summary="The pipeline, its indexes, devices, versions, settings and counters")
+    @app.get(
+        "/info",
+        responses={401: errors[401]},
+        dependencies=security,
+        summary="The pipeline, its indexes, devices, versions, settings and counters",
+    )
     async def info() -> dict[str, Any]:
         if service.state == "idle":
             await service.start()
@@ -301,7 +339,9 @@ async def _search(service: SearchService, request: Any, body: Any) -> Any:
         content = json.dumps({"hits": hits}, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain)
     except (TypeError, ValueError):
         logger.exception("the pipeline returned hits that are not JSON-serialisable")
-        return _error(service, 500, "the pipeline returned hits that cannot be written as JSON; the server's log says which.")
+        return _error(
+            service, 500, "the pipeline returned hits that cannot be written as JSON; the server's log says which."
+        )
     service.responses[200] += 1
     return Response(content, media_type="application/json")
 

@@ -131,8 +131,12 @@ class MicroBatcher:
                 f"search must be callable as search(q, k), got {type(search).__name__}. Pass e.g. "
                 "lambda q, k: pipeline(q, k=k)."
             )
-        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) \
-                or not math.isfinite(max_wait_ms) or max_wait_ms < 0:
+        if (
+            isinstance(max_wait_ms, bool)
+            or not isinstance(max_wait_ms, (int, float))
+            or not math.isfinite(max_wait_ms)
+            or max_wait_ms < 0
+        ):
             raise InvalidInputError(
                 f"max_wait_ms must be a finite number of milliseconds >= 0, got {max_wait_ms!r}. "
                 "Pass e.g. max_wait_ms=2 (0 batches only requests that arrive while a search runs)."
@@ -279,7 +283,9 @@ class MicroBatcher:
             f"the server is overloaded: {self._pending_queries} queries are waiting and this request's {size} "
             f"would take the queue past its bound of {self.max_pending} (max_pending). Retry in {seconds} s "
             "(the Retry-After header), or send fewer queries at once.",
-            retry_after=seconds, pending=self._pending_queries, max_pending=self.max_pending,
+            retry_after=seconds,
+            pending=self._pending_queries,
+            max_pending=self.max_pending,
         )
 
     def _take(self) -> _Request:
@@ -324,8 +330,9 @@ class MicroBatcher:
                             error if isinstance(error, Exception) else ServerClosedError("the search was abandoned")
                         )
                 raise
-            self._stats.record(sum(len(request.queries) for request in batch), len(batch), calls,
-                               time.perf_counter() - started)
+            self._stats.record(
+                sum(len(request.queries) for request in batch), len(batch), calls, time.perf_counter() - started
+            )
             for request, outcome in zip(batch, outcomes):
                 if request.future.done():  # cancelled while its batch ran: nobody waits for it
                     self._stats.discarded += 1

@@ -64,8 +64,13 @@ def describe(pipeline: Any) -> dict[str, Any]:
 def versions() -> dict[str, str | None]:
     """Versions of Python, cherche_faiss and what it runs on (None when not installed)."""
     found: dict[str, str | None] = {"python": platform.python_version(), "cherche_faiss": __version__}
-    for name, distribution in (("faiss", "faiss-cpu"), ("numpy", "numpy"), ("fastapi", "fastapi"),
-                               ("uvicorn", "uvicorn"), ("pydantic", "pydantic")):
+    for name, distribution in (
+        ("faiss", "faiss-cpu"),
+        ("numpy", "numpy"),
+        ("fastapi", "fastapi"),
+        ("uvicorn", "uvicorn"),
+        ("pydantic", "pydantic"),
+    ):
         found[name] = _distribution_version(distribution)
     faiss = sys.modules.get("faiss")
     if faiss is not None:  # faiss-gpu installs under another distribution name
@@ -159,7 +164,9 @@ def _jsonable(value: Any) -> Any:
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(item, _JSON_SCALARS) for item in value):
         return list(value)
-    if isinstance(value, dict) and all(isinstance(key, str) and isinstance(item, _JSON_SCALARS) for key, item in value.items()):
+    if isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(item, _JSON_SCALARS) for key, item in value.items()
+    ):
         return dict(value)
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -18,7 +18,10 @@ __all__ = ["load_served", "saved_version"]
 
 
 def load_served(
-    path: str | os.PathLike, allow_pickle: bool = False, mmap: bool = False, device: str = "auto",
+    path: str | os.PathLike,
+    allow_pickle: bool = False,
+    mmap: bool = False,
+    device: str = "auto",
     backend: str = "auto",
 ) -> Any:
     """Load a saved pipeline to serve it.
@@ -113,4 +116,3 @@ def load_served(
     from ..persist import load_pickle
 
     return load_pickle(path)
-

@@ -61,8 +61,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
-          access_log: bool = True) -> bool:
+def serve(
+    app: Any, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", access_log: bool = True
+) -> bool:
     """Serve ``app`` with uvicorn until SIGINT or SIGTERM; returns False if the application failed to start.
 
     Binds to ``127.0.0.1`` by default: reachable from this machine only.
@@ -73,7 +74,10 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, *, log_level: str
     sock = bind(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=access_log, lifespan="on",
+        app,
+        log_level=log_level,
+        access_log=access_log,
+        lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     server = uvicorn.Server(config)

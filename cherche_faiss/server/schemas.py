@@ -93,7 +93,10 @@ def query_problem(value: Any, limits: Limits) -> tuple[str, str] | None:
         )
     for position, query in enumerate(value):
         if not isinstance(query, str):
-            return "query_type", f"q[{position}] must be a string, got {_kind(query)}. Send each query as a JSON string."
+            return (
+                "query_type",
+                f"q[{position}] must be a string, got {_kind(query)}. Send each query as a JSON string.",
+            )
         problem = _text_problem(query, f"q[{position}]", limits)
         if problem is not None:
             return problem
@@ -162,7 +165,9 @@ def search_request_model(limits: Limits) -> type:
 
         model_config = ConfigDict(
             extra="forbid",
-            json_schema_extra={"examples": [{"q": "bordeaux wine", "k": 3}, {"q": ["bordeaux", "football club"], "k": 10}]},
+            json_schema_extra={
+                "examples": [{"q": "bordeaux wine", "k": 3}, {"q": ["bordeaux", "football club"], "k": 10}]
+            },
         )
 
         q: Query | Annotated[list[Query], Field(min_length=1, max_length=limits.max_queries)] = Field(
@@ -203,7 +208,9 @@ def response_models() -> dict[str, type]:
         """The hits, exactly as the pipeline returns them: ``{key: ..., "similarity": float, ...document}``."""
 
         hits: list[Hit] | list[list[Hit]] = Field(
-            description="For a query string, a list of hits, best first; for a list of queries, one such list per query.",
+            description=(
+                "For a query string, a list of hits, best first; for a list of queries, one such list per query."
+            ),
         )
 
     class HealthResponse(BaseModel):
@@ -241,7 +248,8 @@ def readable_errors(errors: Sequence[Mapping[str, Any]], content_type: str | Non
     --------
     >>> readable_errors([{"type": "missing", "loc": ("body", "q"), "msg": "Field required"}], "application/json")
     [{'field': 'q', 'type': 'missing', 'message': 'q is required: a query string or a list of query strings.'}]
-    >>> readable_errors([{"type": "extra_forbidden", "loc": ("body", "top_k"), "msg": "Extra inputs"}], None)[0]["message"]
+    >>> error = {"type": "extra_forbidden", "loc": ("body", "top_k"), "msg": "Extra inputs"}
+    >>> readable_errors([error], None)[0]["message"]
     "unknown field 'top_k': a search takes q and k only."
     """
     readable = []
@@ -257,7 +265,8 @@ def readable_errors(errors: Sequence[Mapping[str, Any]], content_type: str | Non
 def _message(kind: str, field: str, location: list, error: Mapping[str, Any], content_type: str | None) -> str:
     if kind == "json_invalid":
         reason = (error.get("ctx") or {}).get("error", "")
-        return f"the request body is not valid JSON ({reason} at character {location[0] if location else '?'}). Send e.g. {_EXAMPLE}."
+        where = location[0] if location else "?"
+        return f"the request body is not valid JSON ({reason} at character {where}). Send e.g. {_EXAMPLE}."
     if field == "body" and not _is_json(content_type):
         return f"send the body as JSON, with the header content-type: application/json, e.g. {_EXAMPLE}."
     if kind == "missing" and field == "body":

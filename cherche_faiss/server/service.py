@@ -13,9 +13,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from .describe import describe, versions
 from ..exceptions import CherFaissError, InvalidInputError
 from .batching import MicroBatcher
+from .describe import describe, versions
 from .guard import API_KEY_HEADER, OPEN_PATHS
 from .schemas import Limits
 from .threads import ThreadPolicy
@@ -34,9 +34,18 @@ class SearchService:
     in the batcher's worker thread.
     """
 
-    def __init__(self, pipeline: Any, batcher: MicroBatcher, policy: ThreadPolicy, limits: Limits,
-                 warmup: bool, freeze_gc: bool, source: dict[str, Any] | None, api_key_set: bool,
-                 max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        batcher: MicroBatcher,
+        policy: ThreadPolicy,
+        limits: Limits,
+        warmup: bool,
+        freeze_gc: bool,
+        source: dict[str, Any] | None,
+        api_key_set: bool,
+        max_body_bytes: int,
+    ) -> None:
         self.pipeline = pipeline
         self.freeze_gc = freeze_gc
         self.frozen = 0  # objects this server moved to the collector's permanent generation
@@ -139,7 +148,11 @@ class SearchService:
             "max_query_length": self.limits.max_query_length,
             "max_body_bytes": self.max_body_bytes,
         }
-        found["auth"] = {"api_key_required": self.api_key_set, "header": API_KEY_HEADER, "open_paths": sorted(OPEN_PATHS)}
+        found["auth"] = {
+            "api_key_required": self.api_key_set,
+            "header": API_KEY_HEADER,
+            "open_paths": sorted(OPEN_PATHS),
+        }
         found["stats"] = {
             **self.batcher.stats(),
             "disconnected": self.disconnected,

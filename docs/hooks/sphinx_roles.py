@@ -30,9 +30,6 @@ def on_page_content(content, page, config, files):
             identifier = f"{module}.{name}"
         else:
             return f"<code>{html.escape(shown)}</code>"
-        return (
-            f'<autoref identifier="{html.escape(identifier)}" optional>'
-            f"<code>{html.escape(shown)}</code></autoref>"
-        )
+        return f'<autoref identifier="{html.escape(identifier)}" optional><code>{html.escape(shown)}</code></autoref>'
 
     return _ROLE.sub(link, content)

@@ -47,7 +47,10 @@ def test_build_on_gpu_and_load_without_gpu(tmp_path, factory):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", LOAD, str(path), str(tmp_path / "queries.npy")],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

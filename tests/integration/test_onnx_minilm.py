@@ -23,8 +23,18 @@ from ..helpers import SHARED
 pytestmark = pytest.mark.integration
 
 SCIFACT = SHARED / "data" / "scifact"
-TOWN_QUERIES = ["bordeaux", "wine", "aerospace industry", "football club", "metro", "paris", "rennes brittany",
-                "garonne river", "toulouse airbus", "capital of quebec"]
+TOWN_QUERIES = [
+    "bordeaux",
+    "wine",
+    "aerospace industry",
+    "football club",
+    "metro",
+    "paris",
+    "rennes brittany",
+    "garonne river",
+    "toulouse airbus",
+    "capital of quebec",
+]
 LOAD_AND_ANSWER = """
 import json, sys
 import cherche_faiss
@@ -37,8 +47,14 @@ print(json.dumps({"hits": hits, "imported": sorted(m for m in ("torch", "transfo
 
 def _load_in_a_fresh_cpu_only_process(path, backend, queries):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", LOAD_AND_ANSWER, str(path), backend, json.dumps(queries)],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_ANSWER, str(path), backend, json.dumps(queries)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -52,7 +68,8 @@ def seed(minilm):
     """Cherche's Save & Load pipeline on towns, with SentenceTransformer(...).encode as in Cherche."""
     documents = data.load_towns()
     search = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=30) + rank.Encoder(
-        key="id", on=["title", "article"], encoder=minilm.encode, k=10)
+        key="id", on=["title", "article"], encoder=minilm.encode, k=10
+    )
     return search.add(documents=documents)
 
 
@@ -75,7 +92,9 @@ def test_seed_pipeline_saved_with_onnx_answers_without_torch(seed, tmp_path):
     path = cherche_faiss.save(seed, tmp_path / "search", onnx=True)
     answer = _load_in_a_fresh_cpu_only_process(path, "onnx", TOWN_QUERIES)
     assert answer["imported"] == []  # neither torch, transformers nor sentence-transformers
-    assert [[hit["id"] for hit in hits] for hits in answer["hits"]] == [[hit["id"] for hit in hits] for hits in expected]
+    assert [[hit["id"] for hit in hits] for hits in answer["hits"]] == [
+        [hit["id"] for hit in hits] for hits in expected
+    ]
     for got, wanted in zip(answer["hits"], expected):
         assert [hit["similarity"] for hit in got] == pytest.approx([hit["similarity"] for hit in wanted], abs=1e-5)
     # "auto" takes the copy where onnxruntime is installed; "torch" the sentence-transformers model.
@@ -90,7 +109,8 @@ def test_seed_pipeline_saved_with_onnx_answers_without_torch(seed, tmp_path):
     # Saved again from the ONNX side, it keeps its copy.
     again = cherche_faiss.load(cherche_faiss.save(onnx_loaded, tmp_path / "again"), backend="onnx")
     assert [[hit["id"] for hit in hits] for hits in again(TOWN_QUERIES)] == [
-        [hit["id"] for hit in hits] for hits in answer["hits"]]
+        [hit["id"] for hit in hits] for hits in answer["hits"]
+    ]
 
 
 def test_backend_onnx_needs_a_copy_and_onnxruntime(seed, tmp_path, monkeypatch):
@@ -127,8 +147,10 @@ def test_pooling_matches_sentence_transformers_for_every_mode():
 
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randn(3, 7, 5, generator=generator)
-    masks = {"right": torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1, 1] + [0] * 5]),
-             "left": torch.tensor([[1] * 7, [0] * 3 + [1] * 4, [0] * 5 + [1, 1]])}
+    masks = {
+        "right": torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1, 1] + [0] * 5]),
+        "left": torch.tensor([[1] * 7, [0] * 3 + [1] * 4, [0] * 5 + [1, 1]]),
+    }
     for side, mask in masks.items():
         for mode in POOLING_MODES:
             module = Pooling(5, pooling_mode=mode)
@@ -168,9 +190,28 @@ def test_export_and_build_commands(minilm_onnx, tmp_path, capsys):
     )
     save = tmp_path / "save"
     done = subprocess.run(
-        [sys.executable, "-c", build, "build", str(corpus), "--out", str(save), "--model", str(out), "--onnx",
-         "--embed-weights", "--no-progress", "-k", "3"],
-        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        [
+            sys.executable,
+            "-c",
+            build,
+            "build",
+            str(corpus),
+            "--out",
+            str(save),
+            "--model",
+            str(out),
+            "--onnx",
+            "--embed-weights",
+            "--no-progress",
+            "-k",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"code": 0, "torch": False}  # built without torch
     answer = _load_in_a_fresh_cpu_only_process(save, "onnx", ["wine of bordeaux"])

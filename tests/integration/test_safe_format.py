@@ -29,8 +29,14 @@ print(json.dumps([search(q) for q in json.loads(sys.argv[2])]))
 
 def _answers_in_a_fresh_cpu_only_process(path, mmap=False):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", LOAD_AND_ANSWER, str(path), json.dumps(QUERIES),
-                           "mmap" if mmap else "read"], capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_ANSWER, str(path), json.dumps(QUERIES), "mmap" if mmap else "read"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -76,10 +82,35 @@ def test_build_command_with_the_default_model(towns, tmp_path):
     corpus.write_text("".join(json.dumps(document) + "\n" for document in towns))
     out = tmp_path / "search"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    built = subprocess.run([sys.executable, "-m", "cherche_faiss.cli", "build", str(corpus), "--out", str(out),
-                            "--on", "title", "article", "--no-progress"], capture_output=True, text=True, env=env,
-                           timeout=300, check=False)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cherche_faiss.cli",
+            "build",
+            str(corpus),
+            "--out",
+            str(out),
+            "--on",
+            "title",
+            "article",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
-    hits = json.loads(subprocess.run([sys.executable, "-m", "cherche_faiss.cli", "search", str(out), "wine of bordeaux",
-                                      "-k", "3"], capture_output=True, text=True, env=env, timeout=300, check=True).stdout)
+    hits = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "cherche_faiss.cli", "search", str(out), "wine of bordeaux", "-k", "3"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=True,
+        ).stdout
+    )
     assert [hit["title"] for hit in hits] == ["Bordeaux"] * 3

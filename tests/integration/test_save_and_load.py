@@ -58,7 +58,10 @@ def test_save_and_load_in_a_fresh_cpu_only_process(search, tmp_path):
         pickle.dump(search, handle)
     result = subprocess.run(
         [sys.executable, "-c", LOAD_AND_ANSWER, str(path), json.dumps(queries)],
-        capture_output=True, text=True, env=cpu_only_env(), check=False,
+        capture_output=True,
+        text=True,
+        env=cpu_only_env(),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == before
@@ -69,7 +72,9 @@ def test_pickle_holds_no_model_and_no_torch(search):
     assert len(data_bytes) < 5_000_000  # Cherche pickles the whole model: about 93 MB
     globals_ = [arg for op, arg, _ in pickletools.genops(data_bytes) if op.name in ("GLOBAL", "STACK_GLOBAL")]
     strings = [arg for op, arg, _ in pickletools.genops(data_bytes) if isinstance(arg, str)]
-    assert not any(s.startswith(("torch", "sentence_transformers", "transformers")) for s in strings + [g or "" for g in globals_])
+    assert not any(
+        s.startswith(("torch", "sentence_transformers", "transformers")) for s in strings + [g or "" for g in globals_]
+    )
 
 
 def test_semantic_ranking_is_sensible(search, towns):
@@ -95,7 +100,9 @@ def test_embedded_weights_load_where_the_model_is_gone(tmp_path, towns):
     folder = tmp_path / "model-copy"
     shutil.copytree(data.minilm_path(), folder)
     retriever = retrieve.Encoder(
-        key="id", on=["title", "article"], k=5,
+        key="id",
+        on=["title", "article"],
+        k=5,
         encoder=SentenceTransformerEncoder(folder, device="cpu", embed_weights=True),
     ).add(towns[:40], show_progress=False)
     expected = retriever("wine")
@@ -104,7 +111,10 @@ def test_embedded_weights_load_where_the_model_is_gone(tmp_path, towns):
     shutil.rmtree(folder)  # the reference is now dangling: only the embedded weights remain
     result = subprocess.run(
         [sys.executable, "-c", LOAD_AND_ANSWER, str(path), json.dumps(["wine"])],
-        capture_output=True, text=True, env=cpu_only_env(), check=False,
+        capture_output=True,
+        text=True,
+        env=cpu_only_env(),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [expected]
@@ -133,7 +143,9 @@ def test_demo_command_runs_the_main_job():
     text = out.getvalue()
     assert "answers identical to the original pipeline: True" in text
     assert "pickle size" in text and "load in fresh process" in text
-    safe_line = next(line for line in text.splitlines() if line.startswith("safe format (cherche_faiss.save, no pickle)"))
+    safe_line = next(
+        line for line in text.splitlines() if line.startswith("safe format (cherche_faiss.save, no pickle)")
+    )
     assert safe_line.endswith("answers identical: True")
     assert text.rstrip().endswith("torch imported: False; same hits (similarities within 1e-5): True")
     with pytest.raises(SystemExit):
@@ -162,4 +174,6 @@ def test_real_cross_encoder_ranks_and_pickles(towns):
     again = restored(["wine", "metro"], documents=[candidates, candidates])
     assert [[h["id"] for h in q] for q in again] == [[h["id"] for h in q] for q in hits]
     for before, after in zip(hits, again):
-        np.testing.assert_allclose([h["similarity"] for h in after], [h["similarity"] for h in before], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            [h["similarity"] for h in after], [h["similarity"] for h in before], rtol=1e-4, atol=1e-5
+        )

@@ -23,8 +23,20 @@ pytestmark = pytest.mark.integration
 QUERIES = ["bordeaux", "aerospace industry", "football club", "metro", "wine of the garonne"]
 HEAVY = ("torch", "transformers", "sentence_transformers")
 # What a checkout holds besides the package source: never copied into the build.
-_NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", ".gpu", ".whl", "results",
-                                     "__pycache__", ".pytest_cache", ".hypothesis", ".cache")
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".venv",
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    ".gpu",
+    ".whl",
+    "results",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".cache",
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +50,10 @@ def slim_python(tmp_path_factory):
     python = venv / "bin" / "python"
     installed = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{source}[onnx,server]"],
-        capture_output=True, text=True, timeout=1800, check=False,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     return str(python)
@@ -46,9 +61,16 @@ def slim_python(tmp_path_factory):
 
 def test_the_slim_environment_has_no_torch(slim_python):
     found = subprocess.run(
-        [slim_python, "-c", "import importlib.util, json; "
-         f"print(json.dumps([m for m in {list(HEAVY)!r} if importlib.util.find_spec(m)]))"],
-        capture_output=True, text=True, check=True, timeout=120,
+        [
+            slim_python,
+            "-c",
+            "import importlib.util, json; "
+            f"print(json.dumps([m for m in {list(HEAVY)!r} if importlib.util.find_spec(m)]))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     assert json.loads(found.stdout) == []
 
@@ -56,15 +78,22 @@ def test_the_slim_environment_has_no_torch(slim_python):
 def test_a_save_built_here_is_served_there(slim_python, minilm, tmp_path):
     documents = data.load_towns()
     search = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=30) + rank.Encoder(
-        key="id", on=["title", "article"], encoder=minilm.encode, k=10)
+        key="id", on=["title", "article"], encoder=minilm.encode, k=10
+    )
     search = search.add(documents=documents) + documents
     expected = search(QUERIES)
     path = cherche_faiss.save(search, tmp_path / "search", onnx=True)
 
     # The command line of the slim environment, without a server: the same hits.
-    answered = subprocess.run([str(slim_python), "-m", "cherche_faiss.cli", "search", str(path), *QUERIES,
-                               "--backend", "onnx"], capture_output=True, text=True, timeout=300, check=False,
-                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    answered = subprocess.run(
+        [str(slim_python), "-m", "cherche_faiss.cli", "search", str(path), *QUERIES, "--backend", "onnx"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert answered.returncode == 0, answered.stderr[-3000:]
     _assert_same(json.loads(answered.stdout), expected)
 
@@ -84,6 +113,8 @@ def _assert_same(got, expected):
     assert [[hit["id"] for hit in hits] for hits in got] == [[hit["id"] for hit in hits] for hits in expected]
     for got_hits, expected_hits in zip(got, expected):
         assert {k: v for k, v in got_hits[0].items() if k != "similarity"} == {
-            k: v for k, v in expected_hits[0].items() if k != "similarity"}
+            k: v for k, v in expected_hits[0].items() if k != "similarity"
+        }
         assert [hit["similarity"] for hit in got_hits] == pytest.approx(
-            [hit["similarity"] for hit in expected_hits], abs=1e-5)
+            [hit["similarity"] for hit in expected_hits], abs=1e-5
+        )

@@ -19,7 +19,6 @@ def small_exact_limit(monkeypatch):
     monkeypatch.setattr(faiss_module, "EXACT_LIMIT", 2_000)
 
 
-
 @pytest.fixture
 def ivf(rng):
     vectors = unit_rows(rng, 4_000)
@@ -27,5 +26,3 @@ def ivf(rng):
     queries = unit_rows(np.random.default_rng(1), 50)
     truth = FaissIndex().add(vectors, list(range(4_000))).search(queries, k=10)[1]
     return index, queries, truth
-
-

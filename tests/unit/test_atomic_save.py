@@ -61,8 +61,9 @@ def _answers(search):
 
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +114,13 @@ def test_kill_at_random_moments(saves, tmp_path):
     for attempt in range(6):  # the save itself takes about a second here
         path = tmp_path / f"search-{attempt}"
         _fresh_old_save(folder, path)
-        process = subprocess.Popen([sys.executable, "-c", _CHILD, "big", str(path)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, cwd=REPO)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, "big", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         assert process.stdout.readline().strip() == "ready"  # the pipeline is built; the save starts
         time.sleep(generator.uniform(0.0, 1.2))
         process.send_signal(signal.SIGKILL)
@@ -134,4 +140,3 @@ def test_a_backup_left_by_a_killed_save_is_put_back_on_load(saves, tmp_path):
     assert not path.exists()  # the old save sits under a backup name ...
     assert _answers(cherche_faiss.load(path)) == old  # ... and load puts it back
     assert path.is_dir()
-

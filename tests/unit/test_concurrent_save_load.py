@@ -86,9 +86,22 @@ def test_loads_racing_saves_return_the_old_or_the_new_pipeline(references, tmp_p
     roles = [("write", "0"), ("write", "1"), ("read", "0"), ("read", "1")]
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, role, str(path), str(folder), str(SECONDS), how, option,
-             json.dumps(QUERIES)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            [
+                sys.executable,
+                "-c",
+                _WORKER,
+                role,
+                str(path),
+                str(folder),
+                str(SECONDS),
+                how,
+                option,
+                json.dumps(QUERIES),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
         )
         for role, option in roles
     ]
@@ -108,8 +121,9 @@ def test_loads_racing_saves_return_the_old_or_the_new_pipeline(references, tmp_p
 
 # -- the same, one step at a time --------------------------------------------------------------------
 @pytest.mark.parametrize("mmap", [False, True])
-def test_a_save_that_lands_during_a_load_leaves_that_load_reading_the_previous_save(references, tmp_path,
-                                                                                   monkeypatch, mmap):
+def test_a_save_that_lands_during_a_load_leaves_that_load_reading_the_previous_save(
+    references, tmp_path, monkeypatch, mmap
+):
     from cherche_faiss.persist import safe
 
     folder, (old, new) = references
@@ -132,8 +146,7 @@ def test_a_save_that_lands_during_a_load_leaves_that_load_reading_the_previous_s
     assert cherche_faiss.load(path)(QUERIES) == new
 
 
-def test_a_save_that_lands_before_the_files_are_held_makes_the_load_read_the_new_one(references, tmp_path,
-                                                                                    monkeypatch):
+def test_a_save_that_lands_before_the_files_are_held_makes_the_load_read_the_new_one(references, tmp_path, monkeypatch):
     from cherche_faiss.persist import _opened
 
     folder, (old, new) = references
@@ -165,8 +178,9 @@ def test_a_damaged_save_that_nothing_replaces_still_raises_at_once(references, t
     name.write_bytes(name.read_bytes()[:-4])
     opened = []
     real_init = _opened.OpenedSave.__init__
-    monkeypatch.setattr(_opened.OpenedSave, "__init__", lambda self, target: opened.append(target) or
-                        real_init(self, target))
+    monkeypatch.setattr(
+        _opened.OpenedSave, "__init__", lambda self, target: opened.append(target) or real_init(self, target)
+    )
     with pytest.raises(CorruptFileError, match="bytes but"):
         cherche_faiss.load(path)
     assert len(opened) == 1

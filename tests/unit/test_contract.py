@@ -32,8 +32,11 @@ def make_encoder():
 
 def make_dpr():
     return retrieve.DPR(
-        key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32),
-        query_encoder=HashingEncoder(dimension=32, ngram_range=(2, 4)), k=3,
+        key="id",
+        on=["title", "article"],
+        encoder=HashingEncoder(dimension=32),
+        query_encoder=HashingEncoder(dimension=32, ngram_range=(2, 4)),
+        k=3,
     )
 
 
@@ -47,8 +50,11 @@ def make_rank_encoder():
 
 def make_rank_dpr():
     return rank.DPR(
-        key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32),
-        query_encoder=HashingEncoder(dimension=32, ngram_range=(2, 4)), k=3,
+        key="id",
+        on=["title", "article"],
+        encoder=HashingEncoder(dimension=32),
+        query_encoder=HashingEncoder(dimension=32, ngram_range=(2, 4)),
+        k=3,
     )
 
 
@@ -58,7 +64,10 @@ def make_rank_embedding():
 
 def overlap_scorer(pairs):
     """A deterministic stand-in for a cross-encoder: shared character trigrams."""
-    grams = lambda text: {text.lower()[i : i + 3] for i in range(len(text) - 2)}
+
+    def grams(text):
+        return {text.lower()[i : i + 3] for i in range(len(text) - 2)}
+
     return [len(grams(query) & grams(text)) / (1 + len(grams(text))) for query, text in pairs]
 
 
@@ -70,7 +79,7 @@ def make_pipeline():
     return make_tfidf() + make_rank_encoder()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny_onnx_export():
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")

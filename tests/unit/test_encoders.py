@@ -57,7 +57,9 @@ class FakeSentenceTransformer:
     def __getitem__(self, position):
         return _Transformer()
 
-    def encode(self, sentences, batch_size=32, show_progress_bar=None, convert_to_numpy=True, normalize_embeddings=False):
+    def encode(
+        self, sentences, batch_size=32, show_progress_bar=None, convert_to_numpy=True, normalize_embeddings=False
+    ):
         self.calls.append((list(sentences), batch_size))
         return HashingEncoder(dimension=8).encode(sentences)
 
@@ -83,7 +85,9 @@ def test_gpu_model_pickles_by_reference_without_tensors():
     encoder = as_encoder(FakeSentenceTransformer(device="cuda:0").encode)
     data = pickle.dumps(encoder)  # the fake model raises if it gets in
     assert len(data) < 2000
-    modules = {arg.split(" ")[0] for op, arg, _ in pickletools.genops(data) if op.name in ("GLOBAL", "STACK_GLOBAL") and arg}
+    modules = {
+        arg.split(" ")[0] for op, arg, _ in pickletools.genops(data) if op.name in ("GLOBAL", "STACK_GLOBAL") and arg
+    }
     strings = [arg for op, arg, _ in pickletools.genops(data) if isinstance(arg, str)]
     assert not any("torch" in s or "cuda" == s[:4] and "tensor" in s for s in strings)
     assert not any(m.startswith("torch") for m in modules)

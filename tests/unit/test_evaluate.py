@@ -58,7 +58,9 @@ def write_beir(folder, corpus, queries, qrels, gz=False):
     else:
         (folder / "corpus.jsonl").write_text(text)
     (folder / "queries.jsonl").write_text("".join(json.dumps(record) + "\n" for record in queries))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels)
+    )
     return folder
 
 

@@ -77,7 +77,10 @@ def test_union_intersection_vote_of_retrievers(models):
     for combine in (lambda a, b: a | b, lambda a, b: a & b, lambda a, b: a * b):
         assert combine(tfidf, dense)(queries) == combine(dense, tfidf)(queries)
     union, both = (tfidf | dense)("capital city"), (tfidf & dense)("capital city")
-    ids = lambda hits: {hit["id"] for hit in hits}
+
+    def ids(hits):
+        return {hit["id"] for hit in hits}
+
     assert ids(union) == ids(tfidf("capital city")) | ids(dense("capital city"))
     assert ids(both) == ids(tfidf("capital city")) & ids(dense("capital city"))
     assert all(type(hit["similarity"]) is float for hit in union)

@@ -180,7 +180,7 @@ def test_pickle_round_trip_twice(rng):
     once = pickle.loads(pickle.dumps(index))
     twice = pickle.loads(pickle.dumps(once, protocol=5))
     assert once.search(queries, k=10) == expected == twice.search(queries, k=10)
-    assert twice.keys() == index.keys() and twice.on == "cpu" and twice.search_params == {"nprobe": 2}
+    assert twice.keys() == index.keys() and twice.current_device == "cpu" and twice.search_params == {"nprobe": 2}
     assert twice.search(queries, k=10) != twice.search(queries, k=10, nprobe=1)  # nprobe=2 was in effect
     twice.add(unit_rows(rng, 1), [1000])  # still usable for updates after loading
     assert len(twice) == 201

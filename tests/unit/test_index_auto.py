@@ -74,5 +74,3 @@ def test_auto_uses_expected_size(rng, small_exact_limit):
     assert "length unknown" not in index.choice["reason"]
     restored = pickle.loads(pickle.dumps(index))
     assert restored.choice == index.choice and restored.search(vectors[:3], k=5) == index.search(vectors[:3], k=5)
-
-

@@ -21,8 +21,18 @@ from cherche_faiss.index._persistence import (
 )
 from cherche_faiss.index._stream import Pending, drain
 
-PARAMS = ["dimension", "metric", "factory", "normalize", "device", "train_size", "search_params", "expected_size",
-          "memory_budget", "target_recall"]
+PARAMS = [
+    "dimension",
+    "metric",
+    "factory",
+    "normalize",
+    "device",
+    "train_size",
+    "search_params",
+    "expected_size",
+    "memory_budget",
+    "target_recall",
+]
 
 
 def rows(rng, n, d=8):
@@ -141,16 +151,27 @@ def test_a_state_in_the_layout_written_before_loads(rng):
     written = FaissIndex().add(data, ["x", "y", "z"])
     index_bytes = written.__getstate__()["state"]["index_bytes"]
     state = {
-        "dimension": None, "metric": "ip", "factory": "auto", "normalize": True, "device": "cpu",
-        "train_size": None, "search_params": {}, "expected_size": None, "memory_budget": None,
+        "dimension": None,
+        "metric": "ip",
+        "factory": "auto",
+        "normalize": True,
+        "device": "cpu",
+        "train_size": None,
+        "search_params": {},
+        "expected_size": None,
+        "memory_budget": None,
         "target_recall": 0.95,
         "_choice": {"factory": "Flat", "reason": "exact search: hand-made", "search_params": {}},
-        "_device": "cpu", "_keys": ["x", "y", "z"], "_ids": {"x": 0, "y": 1, "z": 2},
-        "index_bytes": index_bytes, "index_checksum": written.__getstate__()["state"]["index_checksum"],
+        "_device": "cpu",
+        "_keys": ["x", "y", "z"],
+        "_ids": {"x": 0, "y": 1, "z": 2},
+        "index_bytes": index_bytes,
+        "index_checksum": written.__getstate__()["state"]["index_checksum"],
     }
     restored = FaissIndex.__new__(FaissIndex)
-    restored.__setstate__({"_cherche_faiss_version": cherche_faiss.__version__, "_class": "x",
-                           "_state_version": 1, "state": state})
+    restored.__setstate__(
+        {"_cherche_faiss_version": cherche_faiss.__version__, "_class": "x", "_state_version": 1, "state": state}
+    )
     assert restored.choice == state["_choice"] and restored.factory_used == "Flat"
     assert restored.search(data[1], k=1)[1] == [["y"]]
 

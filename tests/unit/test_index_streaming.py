@@ -20,7 +20,9 @@ def test_streaming_add_never_holds_every_embedding(rng):
     and one batch (512 kB of vectors), far below the 16 MB of all embeddings."""
     retriever = retrieve.Encoder(key="id", on="text", encoder=HashingEncoder(dimension=512), batch_size=256)
     documents = ({"id": i, "text": f"document number {i} about topic {i % 97}"} for i in range(8_000))
-    retrieve.Encoder(key="id", on="text", encoder=HashingEncoder()).add([{"id": 0, "text": "warm"}], show_progress=False)  # imports
+    retrieve.Encoder(key="id", on="text", encoder=HashingEncoder()).add(
+        [{"id": 0, "text": "warm"}], show_progress=False
+    )  # imports
     tracemalloc.start()
     try:
         retriever.add(documents, show_progress=False)
@@ -56,5 +58,3 @@ def test_pipeline_reads_a_generator_once_for_every_model(documents, encoder):
     union = tfidf | dense
     union.add(document for document in documents)
     assert len(tfidf) == len(dense) == len(documents)
-
-

@@ -90,5 +90,3 @@ def test_a_stream_too_short_to_train_is_a_clear_error(rng):
     stream = ((unit_rows(rng, 50), list(range(i * 50, i * 50 + 50))) for i in range(4))
     with pytest.raises(InvalidInputError, match="at least 1,248 vectors .* only 200 arrived"):
         FaissIndex(factory="IVF32,Flat").add_batches(stream, show_progress=False)
-
-

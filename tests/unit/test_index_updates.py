@@ -42,5 +42,3 @@ def test_hnsw_refuses_updates_clearly_and_stays_intact(rng):
     assert len(index) == 100 and index.faiss_index.ntotal == 100 and index.search(vectors[:5], k=5) == before
     index.add(vectors[7], [1_000])  # new keys are fine
     assert len(index) == 101
-
-

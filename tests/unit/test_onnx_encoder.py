@@ -29,8 +29,13 @@ from cherche_faiss.exceptions import (  # noqa: E402
 from ..helpers import assert_same_hits  # noqa: E402
 from ..onnx_models import make_tiny_export, reference_vectors  # noqa: E402
 
-TEXTS = ["Paris", "Montreal is the largest city of Quebec, in Canada.", "bordeaux red wine", "unknown words here",
-         "Toulouse builds aircraft: Airbus is based there, " * 4]
+TEXTS = [
+    "Paris",
+    "Montreal is the largest city of Quebec, in Canada.",
+    "bordeaux red wine",
+    "unknown words here",
+    "Toulouse builds aircraft: Airbus is based there, " * 4,
+]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +94,10 @@ def test_pool_modes_by_hand():
 
 
 def test_read_pooling_both_layouts_and_refusals():
-    assert read_pooling({"pooling_mode_max_tokens": True, "pooling_mode_cls_token": True}, "f") == (["cls", "max"], True)
+    assert read_pooling({"pooling_mode_max_tokens": True, "pooling_mode_cls_token": True}, "f") == (
+        ["cls", "max"],
+        True,
+    )
     assert read_pooling({"pooling_mode": "lasttoken", "include_prompt": False}, "f") == (["lasttoken"], False)
     for bad in ({"pooling_mode": "attention"}, {"pooling_mode": 3}, {"pooling_mode": []}):
         with pytest.raises(IncompatibleStateError, match="cannot reproduce|reproduce"):
@@ -195,8 +203,9 @@ def test_pickles_by_reference_and_embedded(export, tmp_path):
 
 def test_safe_save_by_reference_and_embedded(export, tmp_path, documents):
     for embed in (False, True):
-        retriever = retrieve.Encoder(key="id", on=["title", "article"], k=3,
-                                     encoder=OnnxEncoder(export, embed_weights=embed)).add(documents, show_progress=False)
+        retriever = retrieve.Encoder(
+            key="id", on=["title", "article"], k=3, encoder=OnnxEncoder(export, embed_weights=embed)
+        ).add(documents, show_progress=False)
         expected = retriever(["paris", "wine of bordeaux"])
         path = cherche_faiss.save(retriever, tmp_path / f"save-{embed}")
         manifest = json.loads((path / "manifest.json").read_text())
@@ -210,7 +219,8 @@ def test_safe_save_by_reference_and_embedded(export, tmp_path, documents):
 def test_rankers_and_retrievers_use_it(export, documents):
     encoder = OnnxEncoder(export)
     search = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=4) + rank.Encoder(
-        key="id", on=["title", "article"], encoder=encoder, k=2)
+        key="id", on=["title", "article"], encoder=encoder, k=2
+    )
     search.add(documents)
     hits = search("bordeaux red wine")
     assert hits[0]["id"] == 2 and len(hits) == 2
@@ -268,8 +278,9 @@ def test_export_arguments_are_checked_before_any_work(tmp_path, monkeypatch):
 def test_a_mapped_load_leaves_embedded_files_in_the_save(export, tmp_path, documents):
     from cherche_faiss._core.saved_file import SavedFile
 
-    retriever = retrieve.Encoder(key="id", on=["title", "article"], k=3,
-                                 encoder=OnnxEncoder(export, embed_weights=True)).add(documents, show_progress=False)
+    retriever = retrieve.Encoder(
+        key="id", on=["title", "article"], k=3, encoder=OnnxEncoder(export, embed_weights=True)
+    ).add(documents, show_progress=False)
     expected = retriever(["paris", "wine of bordeaux"])
     path = cherche_faiss.save(retriever, tmp_path / "save")
     mapped = cherche_faiss.load(path, mmap=True)

@@ -77,8 +77,13 @@ def test_layout_manifest_and_plain_files(towns, tmp_path):
     assert manifest["cherche_faiss_version"] == cherche_faiss.__version__
     classes = [node["class"] for node in manifest["components"]]
     assert classes[manifest["root"]] == "cherche_faiss.compose.Pipeline"
-    assert {"cherche_faiss.retrieve.TfIdf", "cherche_faiss.rank.Encoder", "cherche_faiss.index.FaissIndex",
-            "cherche_faiss.compose.DocumentMap", "cherche_faiss.encoders.HashingEncoder"} <= set(classes)
+    assert {
+        "cherche_faiss.retrieve.TfIdf",
+        "cherche_faiss.rank.Encoder",
+        "cherche_faiss.index.FaissIndex",
+        "cherche_faiss.compose.DocumentMap",
+        "cherche_faiss.encoders.HashingEncoder",
+    } <= set(classes)
     tfidf = manifest["components"][classes.index("cherche_faiss.retrieve.TfIdf")]
     assert tfidf["params"]["key"] == "id" and tfidf["params"]["k"] == 30  # constructor parameters, readable
     suffixes = {Path(name).suffix for name in manifest["files"]}
@@ -94,9 +99,7 @@ def test_layout_manifest_and_plain_files(towns, tmp_path):
     assert repr(loaded) == repr(search)
 
 
-@pytest.mark.parametrize(
-    "factory", ["Flat", "HNSW16", "IVF8,Flat", "IVF8,SQ8", "IVF8,PQ8x4", "PQ8x4", "SQ8", "auto"]
-)
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF8,Flat", "IVF8,SQ8", "IVF8,PQ8x4", "PQ8x4", "SQ8", "auto"])
 @pytest.mark.parametrize("mmap", [False, True])
 def test_every_index_type_round_trips(factory, mmap, rng, tmp_path):
     vectors = rng.standard_normal((800, 32)).astype(np.float32)
@@ -154,7 +157,9 @@ def test_shared_objects_stay_shared(documents, tmp_path):
     encoder = HashingEncoder(dimension=32)
     retriever = retrieve.Encoder(key="id", on="title", encoder=encoder, k=3).add(documents, show_progress=False)
     ranker = rank.Encoder(key="id", on="title", encoder=encoder, k=2)
-    loaded = cherche_faiss.load(cherche_faiss.save((retriever + ranker).add(documents, show_progress=False), tmp_path / "p"))
+    loaded = cherche_faiss.load(
+        cherche_faiss.save((retriever + ranker).add(documents, show_progress=False), tmp_path / "p")
+    )
     first, second = loaded.models
     assert first.encoder is first.query_encoder is second.encoder
     manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
@@ -166,7 +171,12 @@ def test_fusions_and_bm25_round_trip(towns, tmp_path):
     chars = retrieve.BM25(key="id", on=["title", "article"], documents=towns, k=20, tokenizer="char", method="bm25+")
     dense = retrieve.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=48), k=20)
     dense.add(towns, show_progress=False)
-    for search in (bm25 | chars | dense, bm25 & dense, bm25 * chars, retrieve.TfIdf(key="id", on="title", documents=towns) | dense):
+    for search in (
+        bm25 | chars | dense,
+        bm25 & dense,
+        bm25 * chars,
+        retrieve.TfIdf(key="id", on="title", documents=towns) | dense,
+    ):
         for mmap in (False, True):
             loaded = cherche_faiss.load(cherche_faiss.save(search, tmp_path / "fusion"), mmap=mmap)
             assert loaded(QUERIES) == search(QUERIES)
@@ -377,7 +387,9 @@ def test_not_a_save(tmp_path):
 def test_newer_format_is_refused_with_both_versions(saved):
     _, path = saved
     rewrite_manifest(path, lambda manifest: manifest.update(format_version=99, cherche_faiss_version="9.0"))
-    with pytest.raises(IncompatibleStateError, match=r"format version 99 \(written by cherche_faiss 9\.0\).*reads format version 1"):
+    with pytest.raises(
+        IncompatibleStateError, match=r"format version 99 \(written by cherche_faiss 9\.0\).*reads format version 1"
+    ):
         cherche_faiss.load(path)
 
 
@@ -502,8 +514,13 @@ def test_mmap_load_does_not_read_the_vectors_into_memory(tmp_path):
     path = cherche_faiss.save(index, tmp_path / "big")
     grown = {}
     for mmap in ("0", "1"):
-        done = subprocess.run([sys.executable, "-c", _MMAP_CHILD, str(path), mmap], capture_output=True, text=True,
-                              check=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", _MMAP_CHILD, str(path), mmap],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         grown[mmap] = int(done.stdout.split()[0])
     codes = n * d * 4
     assert grown["0"] > 0.9 * codes  # read into memory

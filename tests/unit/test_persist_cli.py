@@ -10,8 +10,8 @@ import pytest
 
 import cherche_faiss
 from cherche_faiss import data
-from cherche_faiss.cli.build import build_pipeline, read_jsonl
 from cherche_faiss.cli import main
+from cherche_faiss.cli.build import build_pipeline, read_jsonl
 from cherche_faiss.exceptions import CorruptFileError, InvalidInputError
 
 
@@ -23,8 +23,9 @@ def corpus(tmp_path_factory):
 
 
 def _command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cherche_faiss.cli", *args], capture_output=True, text=True,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cherche_faiss.cli", *args], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_build_search_info(corpus, tmp_path):
@@ -76,6 +77,8 @@ def test_build_errors_are_one_line(tmp_path, capsys):
 
 def test_beir_corpus_with_underscore_id(tmp_path):
     path = tmp_path / "corpus.jsonl"
-    path.write_text('{"_id": "a", "title": "Paris", "text": "Eiffel tower"}\n{"_id": "b", "title": "Lyon", "text": "silk"}\n')
+    path.write_text(
+        '{"_id": "a", "title": "Paris", "text": "Eiffel tower"}\n{"_id": "b", "title": "Lyon", "text": "silk"}\n'
+    )
     search = build_pipeline(read_jsonl(path), retriever="tfidf", k=1)
     assert search("eiffel")[0]["_id"] == "a"

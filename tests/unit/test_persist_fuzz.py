@@ -41,26 +41,45 @@ RETRIEVERS = {
     "bm25": lambda: retrieve.BM25(key="id", on=["title", "article"], k=5),
     "bm25-char": lambda: retrieve.BM25(key="id", on=["title", "article"], k=5, tokenizer="char"),
     "flat": lambda: retrieve.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=16), k=5),
-    "hnsw": lambda: retrieve.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=16), k=5,
-                                     index="HNSW8"),
-    "ivf": lambda: retrieve.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=16), k=5,
-                                    index="IVF2,Flat", search_params={"nprobe": 2}),
-    "dpr": lambda: retrieve.DPR(key="id", on="title", encoder=HashingEncoder(dimension=16),
-                                query_encoder=HashingEncoder(dimension=16, seed=3), k=5),
+    "hnsw": lambda: retrieve.Encoder(
+        key="id", on=["title", "article"], encoder=HashingEncoder(dimension=16), k=5, index="HNSW8"
+    ),
+    "ivf": lambda: retrieve.Encoder(
+        key="id",
+        on=["title", "article"],
+        encoder=HashingEncoder(dimension=16),
+        k=5,
+        index="IVF2,Flat",
+        search_params={"nprobe": 2},
+    ),
+    "dpr": lambda: retrieve.DPR(
+        key="id",
+        on="title",
+        encoder=HashingEncoder(dimension=16),
+        query_encoder=HashingEncoder(dimension=16, seed=3),
+        k=5,
+    ),
 }
 RANKERS = {
     "none": None,
     "encoder": lambda: rank.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=24), k=3),
-    "dpr": lambda: rank.DPR(key="id", on="article", encoder=HashingEncoder(dimension=8),
-                            query_encoder=HashingEncoder(dimension=8, seed=1), k=3),
+    "dpr": lambda: rank.DPR(
+        key="id",
+        on="article",
+        encoder=HashingEncoder(dimension=8),
+        query_encoder=HashingEncoder(dimension=8, seed=1),
+        k=3,
+    ),
 }
 
-pipelines = st.fixed_dictionaries({
-    "retrievers": st.lists(st.sampled_from(sorted(RETRIEVERS)), min_size=1, max_size=3, unique=True),
-    "fusion": st.sampled_from(["|", "&", "*"]),
-    "ranker": st.sampled_from(sorted(RANKERS)),
-    "documents": st.booleans(),
-})
+pipelines = st.fixed_dictionaries(
+    {
+        "retrievers": st.lists(st.sampled_from(sorted(RETRIEVERS)), min_size=1, max_size=3, unique=True),
+        "fusion": st.sampled_from(["|", "&", "*"]),
+        "ranker": st.sampled_from(sorted(RANKERS)),
+        "documents": st.booleans(),
+    }
+)
 
 
 def build(recipe: dict):
@@ -118,10 +137,26 @@ def damage(folder: Path, data: st.DataObject, edit: bool = False) -> str:
 
 
 _JSON_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 10**6), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=8), st.lists(st.integers(-2, 5), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-    st.sampled_from([{"$component": 0}, {"$component": 99}, {"$array": "x.npy"}, {"$tuple": 1}, {"$dict": [[1]]},
-                     {"$ints": None}, {"$object": "faiss.Index", "value": {}}, {"$float": "big"}, {"$jsonl": 3}]),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.lists(st.integers(-2, 5), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.sampled_from(
+        [
+            {"$component": 0},
+            {"$component": 99},
+            {"$array": "x.npy"},
+            {"$tuple": 1},
+            {"$dict": [[1]]},
+            {"$ints": None},
+            {"$object": "faiss.Index", "value": {}},
+            {"$float": "big"},
+            {"$jsonl": 3},
+        ]
+    ),
 )
 
 
@@ -167,8 +202,13 @@ LONG_RUN = int(os.environ.get("CHERCHE_FAISS_FUZZ_EXAMPLES", "0"))
 def _fuzz_saves(tmp_path_factory, examples: int, edit: bool) -> Counter:
     outcomes: Counter = Counter()
 
-    @settings(max_examples=examples, deadline=None, derandomize=not LONG_RUN, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=not LONG_RUN,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(recipe=pipelines, data=st.data())
     def case(recipe, data):
         search = build(recipe)
@@ -278,8 +318,14 @@ def test_damaged_pickles_load_identically_or_raise_library_errors():
     library errors (their bytes outside the FAISS index carry no checksum, so a damaged document
     text can load as another text; the count is reported)."""
     cases = 75  # per pipeline and way of pickling
-    done = subprocess.run([sys.executable, "-c", _PICKLE_CHILD, str(REPO), str(cases)],
-                          capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _PICKLE_CHILD, str(REPO), str(cases)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        check=False,
+    )
     assert done.returncode == 0, f"the pickle fuzz process crashed ({done.returncode}): {done.stderr[-3000:]}"
     report = json.loads(done.stdout.strip().splitlines()[-1])
     outcomes = report["outcomes"]

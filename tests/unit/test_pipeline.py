@@ -45,7 +45,12 @@ def test_retriever_plus_pipeline_and_pipeline_plus_ranker(documents):
     a, b, c = (RecordingRanker(name, log) for name in "abc")
     search = tfidf(documents) + (a + b)
     search = (search + c).add(documents)
-    assert [type(stage).__name__ for stage in search.models] == ["TfIdf", "RecordingRanker", "RecordingRanker", "RecordingRanker"]
+    assert [type(stage).__name__ for stage in search.models] == [
+        "TfIdf",
+        "RecordingRanker",
+        "RecordingRanker",
+        "RecordingRanker",
+    ]
     search("wine")
     assert log == ["a", "b", "c"]
 

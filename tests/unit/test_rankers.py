@@ -35,7 +35,9 @@ def test_batched_ranking_equals_one_query_at_a_time(documents):
 
 
 def test_candidate_fields_are_kept_and_inputs_untouched(documents):
-    ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=16)).add(documents, show_progress=False)
+    ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=16)).add(
+        documents, show_progress=False
+    )
     candidates = [{"id": 2, "similarity": 9.0, "extra": "kept"}, {"id": 0, "similarity": 8.0}]
     snapshot = copy.deepcopy(candidates)
     hits = ranker("Bordeaux", documents=candidates)
@@ -62,13 +64,17 @@ def test_unknown_candidate_without_fields_is_a_clear_error(documents):
 
 
 def test_empty_candidates(documents):
-    ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=16)).add(documents, show_progress=False)
+    ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=16)).add(
+        documents, show_progress=False
+    )
     assert ranker("x", documents=[]) == []
     assert ranker(["x", "y"], documents=[[], documents[:1]])[0] == []
 
 
 def test_candidates_must_match_queries(documents):
-    ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=16)).add(documents, show_progress=False)
+    ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=16)).add(
+        documents, show_progress=False
+    )
     with pytest.raises(InvalidInputError, match="one list of candidate documents per query"):
         ranker(["a", "b"], documents=[documents])
     with pytest.raises(InvalidInputError, match="key field 'id'"):
@@ -76,7 +82,9 @@ def test_candidates_must_match_queries(documents):
 
 
 def test_re_adding_a_document_re_encodes_it(documents):
-    ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=32), k=1).add(documents, show_progress=False)
+    ranker = rank.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=32), k=1).add(
+        documents, show_progress=False
+    )
     assert ranker("Lyon", documents=documents)[0]["id"] == 4
     ranker.add([{"id": 4, "title": "Nantes"}], show_progress=False)
     assert ranker("Lyon", documents=documents)[0]["id"] != 4
@@ -136,8 +144,10 @@ def test_cross_encoder_reads_added_documents_for_bare_hits(documents):
 def test_cross_encoder_in_a_pipeline(documents):
     from cherche_faiss import retrieve
 
-    search = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=4) + documents + rank.CrossEncoder(
-        on=["title", "article"], encoder=word_overlap, k=1
+    search = (
+        retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=4)
+        + documents
+        + rank.CrossEncoder(on=["title", "article"], encoder=word_overlap, k=1)
     )
     assert search("Lyon food")[0]["title"] == "Lyon"
 

@@ -83,7 +83,9 @@ def test_encoder_retriever_accepts_a_plain_callable(documents):
 
 
 def test_encoder_retriever_on_an_approximate_index(documents):
-    retriever = retrieve.Encoder(key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32), index="HNSW8", k=2)
+    retriever = retrieve.Encoder(
+        key="id", on=["title", "article"], encoder=HashingEncoder(dimension=32), index="HNSW8", k=2
+    )
     retriever.add(documents, show_progress=False)
     assert ids(retriever("Lyon Lyon is known for its food and its silk history."))[0] == 4
     with pytest.raises(InvalidInputError, match="cannot replace existing keys"):
@@ -167,7 +169,9 @@ def test_tfidf_top_k_matches_a_sort(rng):
         rows, values = top_k_dense(scores, k)
         assert rows[3] == [] and values[3] == []
         for row in range(30):
-            expected = [c for c in sorted(range(200), key=lambda c: (-scores[row, c], c))[: k or 200] if scores[row, c] > 0]
+            expected = [
+                c for c in sorted(range(200), key=lambda c: (-scores[row, c], c))[: k or 200] if scores[row, c] > 0
+            ]
             assert rows[row] == expected
 
 
@@ -177,8 +181,12 @@ def test_tfidf_scores_equal_scikit_learn_cosine(documents):
     for query in ["Bordeaux wine", "capital", "zz"]:
         expected = (retriever.tfidf.transform([query]) @ matrix.T).toarray()[0]
         hits = retriever(query)
-        assert [hit["id"] for hit in hits] == [i for i in sorted(range(6), key=lambda i: (-expected[i], i)) if expected[i] > 0]
-        np.testing.assert_allclose([hit["similarity"] for hit in hits], sorted(expected[expected > 0], reverse=True), rtol=1e-5)
+        assert [hit["id"] for hit in hits] == [
+            i for i in sorted(range(6), key=lambda i: (-expected[i], i)) if expected[i] > 0
+        ]
+        np.testing.assert_allclose(
+            [hit["similarity"] for hit in hits], sorted(expected[expected > 0], reverse=True), rtol=1e-5
+        )
 
 
 def test_tfidf_direct_query_rows_equal_scikit_learn(documents):

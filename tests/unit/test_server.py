@@ -153,10 +153,18 @@ def test_info_describes_the_pipeline_indexes_devices_versions_and_settings(clien
     assert stages[0]["params"]["k"] == 30 and stages[1]["params"]["k"] == 10
     assert stages[1]["encoder"] == {"class": "HashingEncoder", "dimension": 256}
     assert info["corpus_size"] == len(towns)
-    assert info["indexes"] == [{
-        "component": "pipeline.models[1].index", "factory": "Flat", "size": len(towns), "dimension": 256,
-        "metric": "ip", "normalize": True, "device": "cpu", "search_params": {},
-    }]
+    assert info["indexes"] == [
+        {
+            "component": "pipeline.models[1].index",
+            "factory": "Flat",
+            "size": len(towns),
+            "dimension": 256,
+            "metric": "ip",
+            "normalize": True,
+            "device": "cpu",
+            "search_params": {},
+        }
+    ]
     assert info["devices"] == ["cpu"]
     versions = info["versions"]
     assert versions["cherche_faiss"] and versions["faiss"] and versions["numpy"] and versions["python"]
@@ -277,7 +285,9 @@ def test_api_key(pipeline, caplog):
     with served(create_app(copy_of(pipeline), api_key=secret)) as url:
         missing = httpx.post(f"{url}/search", json={"q": "wine"})
         wrong = httpx.post(f"{url}/search", json={"q": "wine"}, headers={"X-API-Key": "guess"})
-        invalid_without_key = httpx.post(f"{url}/search", content=b"{not json", headers={"content-type": "application/json"})
+        invalid_without_key = httpx.post(
+            f"{url}/search", content=b"{not json", headers={"content-type": "application/json"}
+        )
         info_without_key = httpx.get(f"{url}/info")
         health = httpx.get(f"{url}/health")
         good = httpx.post(f"{url}/search", json={"q": "wine", "k": 2}, headers={"X-API-Key": secret})
@@ -299,8 +309,10 @@ def test_a_body_declared_too_large_is_refused_before_it_is_read(pipeline):
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             # Announce 100 MB and send none of it: the answer must come anyway.
-            sock.sendall(b"POST /search HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
-                         b"content-length: 100000000\r\n\r\n")
+            sock.sendall(
+                b"POST /search HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
+                b"content-length: 100000000\r\n\r\n"
+            )
             answer = _read_response(sock)
         small = httpx.post(f"{url}/search", json={"q": "wine"})
     assert answer.startswith(b"HTTP/1.1 413")
@@ -386,7 +398,7 @@ def test_concurrent_requests_each_get_their_own_answer_and_are_batched(pipeline,
     with served(create_app(probe, max_wait_ms=10, threads=1, warmup=False)) as url:
         responses = asyncio.run(post_all(url, bodies, concurrency=32))
         stats = httpx.get(f"{url}/info").json()["stats"]
-    for body, response, answer in zip(bodies, responses, expected):
+    for response, answer in zip(responses, expected):
         assert response.status_code == 200, response.text
         assert_same_hits(response.json()["hits"], answer)
     assert stats["requests"] == len(bodies)
@@ -438,13 +450,17 @@ def test_a_request_whose_client_disconnects_is_not_searched(pipeline):
     server = app.state.server  # read directly: /info would wait for the worker, held at the gate
     with served(app) as url:
         port = int(url.rsplit(":", 1)[1])
-        holder = threading.Thread(target=httpx.post, args=(f"{url}/search",), kwargs={"json": {"q": "held"}, "timeout": 30})
+        holder = threading.Thread(
+            target=httpx.post, args=(f"{url}/search",), kwargs={"json": {"q": "held"}, "timeout": 30}
+        )
         holder.start()
         _wait_for(lambda: probe.calls)  # the worker is busy with "held"
         body = json.dumps({"q": "abandoned"}).encode()
         with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(b"POST /search HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
-                         b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            sock.sendall(
+                b"POST /search HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
             _wait_for(lambda: server.batcher.stats()["pending"] == 1)
         _wait_for(lambda: server.disconnected == 1)  # the socket is closed: the request is withdrawn
         gate.set()
@@ -468,8 +484,9 @@ def test_the_worker_thread_stops_with_the_server(pipeline):
     before = set(threading.enumerate())
     with served(create_app(copy_of(pipeline))) as url:
         assert httpx.post(f"{url}/search", json={"q": "wine"}).status_code == 200
-        workers = [thread for thread in set(threading.enumerate()) - before
-                   if thread.name.startswith("cherche-faiss-search")]
+        workers = [
+            thread for thread in set(threading.enumerate()) - before if thread.name.startswith("cherche-faiss-search")
+        ]
         assert len(workers) == 1
     assert not workers[0].is_alive()
 

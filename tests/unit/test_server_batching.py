@@ -60,7 +60,10 @@ def test_each_k_gets_its_own_call():
         batcher = MicroBatcher(pipeline, max_wait_ms=100)
         await batcher.start()
         answers = await asyncio.gather(
-            batcher.search("a", k=1), batcher.search("b", k=3), batcher.search(["c", "d"], k=1), batcher.search("e", k=3)
+            batcher.search("a", k=1),
+            batcher.search("b", k=3),
+            batcher.search(["c", "d"], k=1),
+            batcher.search("e", k=3),
         )
         await batcher.close()
         return answers
@@ -127,7 +130,9 @@ def test_one_failing_request_does_not_fail_the_others_of_its_batch():
         batcher = MicroBatcher(pipeline, max_wait_ms=100)
         await batcher.start()
         answers = await asyncio.gather(
-            batcher.search("fine", k=1), batcher.search("boom", k=1), batcher.search(["also", "fine"], k=1),
+            batcher.search("fine", k=1),
+            batcher.search("boom", k=1),
+            batcher.search(["also", "fine"], k=1),
             return_exceptions=True,
         )
         await batcher.close()

@@ -60,8 +60,13 @@ def queries(towns):
 @pytest.fixture(scope="module")
 def cli_server(pickle_path):
     """``cherche-faiss serve search.pkl --allow-pickle`` with an API key from the environment."""
-    process = ServeProcess(str(pickle_path), "--allow-pickle", "--api-key-env", "TEST_SERVE_KEY",
-                           env={"TEST_SERVE_KEY": "key-from-the-environment"})
+    process = ServeProcess(
+        str(pickle_path),
+        "--allow-pickle",
+        "--api-key-env",
+        "TEST_SERVE_KEY",
+        env={"TEST_SERVE_KEY": "key-from-the-environment"},
+    )
     try:
         url = process.wait_ready()
         yield process, url, {"X-API-Key": "key-from-the-environment"}
@@ -75,7 +80,10 @@ def cli_server(pickle_path):
 def test_serve_refuses_a_pickle_without_allow_pickle(pickle_path):
     result = subprocess.run(
         [sys.executable, "-m", "cherche_faiss.cli", "serve", str(pickle_path), "--port", "0"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))},
     )
     assert result.returncode == 1
@@ -193,12 +201,16 @@ def test_load(cli_server, pipeline, queries, capsys, record_property):
     calls = after["pipeline_calls"] - before["pipeline_calls"]
     requests = after["requests"] - before["requests"]
     figures = {
-        "requests": len(latencies), "clients": LOAD_CLIENTS, "errors": len(failures),
-        "seconds": round(seconds, 2), "requests_per_s": round(len(latencies) / seconds, 1),
+        "requests": len(latencies),
+        "clients": LOAD_CLIENTS,
+        "errors": len(failures),
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(len(latencies) / seconds, 1),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 2),
         "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 2),
         "mean_ms": round(statistics.fmean(latencies) * 1e3, 2),
-        "pipeline_calls": calls, "mean_batch_requests": round(requests / calls, 2) if calls else None,
+        "pipeline_calls": calls,
+        "mean_batch_requests": round(requests / calls, 2) if calls else None,
     }
     for name, value in figures.items():
         record_property(name, value)  # in the JUnit XML report

@@ -84,7 +84,9 @@ def test_a_full_queue_answers_503_with_retry_after_while_health_answers_at_once(
     assert "overloaded" in detail and f"Retry in {refused.headers['retry-after']} s" in detail
     assert health.status_code == 200 and health.json()["status"] == "ok" and health_s < 2
     assert {q: response.status_code for q, response in answers.items()} == {
-        "held": 200, **{f"queued {position}": 200 for position in range(4)}}
+        "held": 200,
+        **{f"queued {position}": 200 for position in range(4)},
+    }
     assert after.status_code == 200 and after.json()["hits"] == expected("after", 2)
     assert "one too many" not in [q for q, _ in pipeline.calls]
     assert info["batching"]["max_pending"] == 4

@@ -18,7 +18,9 @@ from cherche_faiss.exceptions import CorruptFileError, IncompatibleStateError, I
 
 @pytest.fixture
 def retriever(documents):
-    return retrieve.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=16), k=2).add(documents, show_progress=False)
+    return retrieve.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=16), k=2).add(
+        documents, show_progress=False
+    )
 
 
 def test_state_is_stamped_with_versions(retriever):

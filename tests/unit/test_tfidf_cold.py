@@ -30,8 +30,16 @@ from cherche_faiss.retrieve._deferred_vectorizer import DEFAULT_PARAMS, Deferred
 from cherche_faiss.retrieve._tfidf_analyzers import query_analyzer
 
 REPO = Path(__file__).resolve().parents[2]
-QUERIES = ["bordeaux wine", "airbus aircraft in toulouse", "montreal quebec", "the capital", "Île-de-France, PARIS!",
-           "zzzzqqq", "  spaced\tout\n query  ", "é"]
+QUERIES = [
+    "bordeaux wine",
+    "airbus aircraft in toulouse",
+    "montreal quebec",
+    "the capital",
+    "Île-de-France, PARIS!",
+    "zzzzqqq",
+    "  spaced\tout\n query  ",
+    "é",
+]
 ON = ["title", "article"]
 EXTRA = [
     {"id": 17, "title": "Bordeaux", "url": "", "article": "Bordeaux now grows apples and builds aircraft."},
@@ -42,17 +50,23 @@ EXTRA = [
 # Characters where scikit-learn's steps could differ from a careless rewrite: whitespace that
 # str.split and the regex \s see (and one they do not), case changes that alter the length,
 # compatibility forms NFKD expands, combining marks, astral characters.
-_TRICKY = (" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u205f\u3000\u200b"
-           "aAzZéÉèÀçÇñÑ\u0301\u0327\u0308ﬁﬀİıßẞΣσςǅǄ½²" "0123456789_-.,;!?'\"" "日本語😀\U0001d400")
+_TRICKY = (
+    " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u205f\u3000\u200b"
+    "aAzZéÉèÀçÇñÑ\u0301\u0327\u0308ﬁﬀİıßẞΣσςǅǄ½²"
+    "0123456789_-.,;!?'\""
+    "日本語😀\U0001d400"
+)
 texts = st.one_of(st.text(alphabet=st.sampled_from(_TRICKY), max_size=40), st.text(max_size=40))
 ngram_ranges = st.tuples(st.integers(1, 8), st.integers(0, 6)).map(lambda pair: (pair[0], pair[0] + pair[1]))
-analyzer_params = st.fixed_dictionaries({
-    "analyzer": st.sampled_from(["char_wb", "char", "word"]),
-    "ngram_range": st.one_of(st.sampled_from([(1, 1), (1, 2), (2, 2), (3, 7), (1, 12)]), ngram_ranges),
-    "lowercase": st.booleans(),
-    "strip_accents": st.sampled_from([None, "ascii", "unicode"]),
-    "token_pattern": st.sampled_from([r"(?u)\b\w\w+\b", r"(?u)\b\w+\b", r"\S+", r"(\w)\w", r"[a-z]+", r"."]),
-})
+analyzer_params = st.fixed_dictionaries(
+    {
+        "analyzer": st.sampled_from(["char_wb", "char", "word"]),
+        "ngram_range": st.one_of(st.sampled_from([(1, 1), (1, 2), (2, 2), (3, 7), (1, 12)]), ngram_ranges),
+        "lowercase": st.booleans(),
+        "strip_accents": st.sampled_from([None, "ascii", "unicode"]),
+        "token_pattern": st.sampled_from([r"(?u)\b\w\w+\b", r"(?u)\b\w+\b", r"\S+", r"(\w)\w", r"[a-z]+", r"."]),
+    }
+)
 
 
 @settings(max_examples=1500, deadline=None, derandomize=True, database=None)
@@ -65,9 +79,17 @@ def test_analyzers_equal_scikit_learn(params, text):
 
 
 def test_analyzers_leave_other_settings_to_scikit_learn():
-    for params in ({"stop_words": "english"}, {"stop_words": ["the"]}, {"input": "filename"},
-                   {"preprocessor": str.lower}, {"analyzer": str.split}, {"strip_accents": str.lower},
-                   {"ngram_range": (0, 2)}, {"token_pattern": r"(a)(b)"}, {"lowercase": np.True_}):
+    for params in (
+        {"stop_words": "english"},
+        {"stop_words": ["the"]},
+        {"input": "filename"},
+        {"preprocessor": str.lower},
+        {"analyzer": str.split},
+        {"strip_accents": str.lower},
+        {"ngram_range": (0, 2)},
+        {"token_pattern": r"(a)(b)"},
+        {"lowercase": np.True_},
+    ):
         assert query_analyzer(TfidfVectorizer(**params).get_params()) is None, params
 
 
@@ -80,23 +102,32 @@ def test_default_params_are_scikit_learns():
 # parameter's own candidates or any odd value.
 _ODD = [None, True, False, 0, 1, -1, 2, 2.5, 0.5, float("nan"), "", "x", [1], {"a": 1}, (1, 2), np.True_, str.lower]
 _CANDIDATES = {
-    "analyzer": ["word", "char", "char_wb", "nope"], "input": ["content", "file", "filename", "url"],
-    "encoding": ["utf-8", "latin-1", 8], "decode_error": ["strict", "ignore", "replace", "loud"],
-    "strip_accents": [None, "ascii", "unicode", "both"], "norm": ["l1", "l2", None, "l3"],
+    "analyzer": ["word", "char", "char_wb", "nope"],
+    "input": ["content", "file", "filename", "url"],
+    "encoding": ["utf-8", "latin-1", 8],
+    "decode_error": ["strict", "ignore", "replace", "loud"],
+    "strip_accents": [None, "ascii", "unicode", "both"],
+    "norm": ["l1", "l2", None, "l3"],
     "ngram_range": [(1, 1), (3, 7), (2, 4), (7, 3), (0, 2), (1, 2, 3), (1.0, 2.0), ("a", "b"), [1, 2], (True, 2)],
     "token_pattern": [r"(?u)\b\w\w+\b", r"(a)(b)", r"(", None, r"\S+", r"(\w)\w"],
-    "max_df": [1.0, 0.5, 2, 1, 0, 1.5, -0.1], "min_df": [1, 0.0, 3, 0, 1.5, 0.2],
-    "max_features": [None, 1, 100, 0, -5, 2.0], "dtype": [np.float32, np.float64, np.int64, "float32", None, 5],
-    "stop_words": [None, "english", ["the"], "french"], "vocabulary": [None, ["a", "b"], {"a": 0}],
-    "preprocessor": [None, str.lower], "tokenizer": [None, str.split],
-    **{name: [True, False, np.False_, 0, "yes"] for name in ("binary", "lowercase", "smooth_idf", "sublinear_tf",
-                                                            "use_idf")},
+    "max_df": [1.0, 0.5, 2, 1, 0, 1.5, -0.1],
+    "min_df": [1, 0.0, 3, 0, 1.5, 0.2],
+    "max_features": [None, 1, 100, 0, -5, 2.0],
+    "dtype": [np.float32, np.float64, np.int64, "float32", None, 5],
+    "stop_words": [None, "english", ["the"], "french"],
+    "vocabulary": [None, ["a", "b"], {"a": 0}],
+    "preprocessor": [None, str.lower],
+    "tokenizer": [None, str.split],
+    **{
+        name: [True, False, np.False_, 0, "yes"]
+        for name in ("binary", "lowercase", "smooth_idf", "sublinear_tf", "use_idf")
+    },
 }
 _VALUES = list({repr(value): value for value in _ODD + [v for values in _CANDIDATES.values() for v in values]}.values())
 param_edits = st.lists(st.sampled_from([*sorted(DEFAULT_PARAMS), "colour"]), max_size=4, unique=True).flatmap(
-    lambda names: st.fixed_dictionaries({
-        name: st.one_of(st.sampled_from(_CANDIDATES.get(name, _VALUES)), st.sampled_from(_VALUES)) for name in names
-    })
+    lambda names: st.fixed_dictionaries(
+        {name: st.one_of(st.sampled_from(_CANDIDATES.get(name, _VALUES)), st.sampled_from(_VALUES)) for name in names}
+    )
 )
 
 
@@ -127,11 +158,16 @@ def test_deferred_vectorizer_accepts_only_what_scikit_learn_accepts(edits, base)
     assert list(deferred.params) == list(expected) and deferred.params == expected
 
 
-@pytest.mark.parametrize("params", [
-    {}, CHERCHE_DEFAULT, {"analyzer": "char", "ngram_range": (2, 4)},
-    {"strip_accents": "unicode", "lowercase": False, "max_df": 0.9, "min_df": 1, "max_features": 500},
-    {"token_pattern": r"\S+", "ngram_range": (1, 2), "norm": "l1", "encoding": "latin-1", "decode_error": "ignore"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        CHERCHE_DEFAULT,
+        {"analyzer": "char", "ngram_range": (2, 4)},
+        {"strip_accents": "unicode", "lowercase": False, "max_df": 0.9, "min_df": 1, "max_features": 500},
+        {"token_pattern": r"\S+", "ngram_range": (1, 2), "norm": "l1", "encoding": "latin-1", "decode_error": "ignore"},
+    ],
+)
 def test_plain_parameters_are_deferred(params):
     assert DeferredTfidfVectorizer.from_params(TfidfVectorizer(**params).get_params()) is not None
 
@@ -183,14 +219,24 @@ def test_get_params_of_a_loaded_retriever_gives_scikit_learns_vectorizer(towns, 
     assert type(loaded.get_params()["tfidf"]) is TfidfVectorizer
 
 
-@pytest.mark.parametrize("settings_", [
-    {"analyzer": "char", "ngram_range": (2, 4)}, {"analyzer": "word"}, {"analyzer": "word", "ngram_range": (1, 2)},
-    {"strip_accents": "unicode", "analyzer": "char_wb", "ngram_range": (2, 5)},
-    {"strip_accents": "ascii", "lowercase": False, "analyzer": "char_wb", "ngram_range": (3, 3)},
-    {"sublinear_tf": True}, {"binary": True}, {"norm": "l1"}, {"norm": None},
-    {"stop_words": "english"}, {"stop_words": ["the", "is"]}, {"vocabulary": ["wine", "capital", "aircraft", "city"]},
-    {"token_pattern": r"(?u)\b\w+\b", "max_df": 0.8, "dtype": np.float64},
-])
+@pytest.mark.parametrize(
+    "settings_",
+    [
+        {"analyzer": "char", "ngram_range": (2, 4)},
+        {"analyzer": "word"},
+        {"analyzer": "word", "ngram_range": (1, 2)},
+        {"strip_accents": "unicode", "analyzer": "char_wb", "ngram_range": (2, 5)},
+        {"strip_accents": "ascii", "lowercase": False, "analyzer": "char_wb", "ngram_range": (3, 3)},
+        {"sublinear_tf": True},
+        {"binary": True},
+        {"norm": "l1"},
+        {"norm": None},
+        {"stop_words": "english"},
+        {"stop_words": ["the", "is"]},
+        {"vocabulary": ["wine", "capital", "aircraft", "city"]},
+        {"token_pattern": r"(?u)\b\w+\b", "max_df": 0.8, "dtype": np.float64},
+    ],
+)
 def test_every_setting_loads_with_the_same_hits(settings_, towns, tmp_path):
     original = retrieve.TfIdf(key="id", on=ON, documents=towns, tfidf=TfidfVectorizer(**settings_), k=20)
     loaded = cherche_faiss.load(cherche_faiss.save(original, tmp_path / "tfidf"))
@@ -207,10 +253,23 @@ def test_every_setting_loads_with_the_same_hits(settings_, towns, tmp_path):
 def test_damaged_parameters_are_still_refused(towns, tmp_path):
     path = cherche_faiss.save(retrieve.TfIdf(key="id", on="title", documents=towns), tmp_path / "tfidf")
     clean = json.loads((path / "manifest.json").read_text())
-    edits = [{"ngram_range": {"$tuple": [7, 3]}}, {"analyzer": "nope"}, {"analyzer": "word", "token_pattern": "(a)(b)"},
-             {"analyzer": "word", "token_pattern": None}, {"max_df": 2.5}, {"min_df": 0}, {"lowercase": "yes"},
-             {"colour": "red"}, {"norm": "l3"}, {"input": "url"}, {"decode_error": "loud"}, {"max_features": 0},
-             {"strip_accents": "both"}, {"ngram_range": [3, 7]}, {"stop_words": "french"}]
+    edits = [
+        {"ngram_range": {"$tuple": [7, 3]}},
+        {"analyzer": "nope"},
+        {"analyzer": "word", "token_pattern": "(a)(b)"},
+        {"analyzer": "word", "token_pattern": None},
+        {"max_df": 2.5},
+        {"min_df": 0},
+        {"lowercase": "yes"},
+        {"colour": "red"},
+        {"norm": "l3"},
+        {"input": "url"},
+        {"decode_error": "loud"},
+        {"max_features": 0},
+        {"strip_accents": "both"},
+        {"ngram_range": [3, 7]},
+        {"stop_words": "french"},
+    ]
     for edit in edits:
         manifest = json.loads(json.dumps(clean))
         node = next(node for node in manifest["components"] if node["class"] == "cherche_faiss.retrieve.TfIdf")
@@ -266,8 +325,15 @@ print(json.dumps(report))
 
 def _in_a_fresh_interpreter(folders: dict, extra: list | None = None, resave: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([folders, QUERIES, extra, resave])],
-                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps([folders, QUERIES, extra, resave])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
