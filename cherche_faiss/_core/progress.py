@@ -16,7 +16,7 @@ def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def progress(total: int, desc: str, show: bool, unit: str = "doc") -> Any:
+def progress(total: int | None, desc: str, show: bool, unit: str = "doc") -> Any:
     """A tqdm bar, or a no-op stand-in when ``show`` is false.
 
     With ``show=True`` the bar is drawn in terminals and notebooks, and left

@@ -4,7 +4,7 @@ message names what was wrong, what was expected and how to fix it."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -22,6 +22,14 @@ __all__ = [
     "as_matrix",
     "documents_with_vectors",
 ]
+
+
+@overload
+def check_positive_int(value: Any, name: str, allow_none: Literal[False]) -> int: ...
+
+
+@overload
+def check_positive_int(value: Any, name: str, allow_none: bool = True) -> int | None: ...
 
 
 def check_positive_int(value: Any, name: str, allow_none: bool = True) -> int | None:
@@ -98,6 +106,7 @@ def as_documents(documents: Any, key: str, on: Sequence[str] | None = None, star
             f"documents must be a list of dicts, got {type(documents).__name__}. Pass e.g. [{{{key!r}: 0, ...}}, ...]."
         )
     documents = list(documents)
+    fields: Sequence[str] = on or ()
     for position, document in enumerate(documents, start):
         if not isinstance(document, Mapping):
             raise InvalidTypeError(
@@ -114,11 +123,11 @@ def as_documents(documents: Any, key: str, on: Sequence[str] | None = None, star
                 f"documents[{position}][{key!r}] is a {type(document[key]).__name__}, which cannot "
                 "be a key. Use a hashable value (int, str, tuple ...)."
             )
-        for field in on or ():
+        for field in fields:
             if field not in document:
                 raise InvalidInputError(
                     f"documents[{position}] (key {document[key]!r}) has no field {field!r}, one of "
-                    f"on={list(on)}. Add the field (an empty string is fine) or remove it from on."
+                    f"on={list(fields)}. Add the field (an empty string is fine) or remove it from on."
                 )
     return documents
 
