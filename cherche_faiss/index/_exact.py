@@ -10,6 +10,8 @@ stays small.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 __all__ = ["inner_product_top_k"]
@@ -66,6 +68,8 @@ def inner_product_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> tup
             # One query is a matrix-vector product (memory-bound, every core streams the database).
             values, rows = _top_k_rows((vectors[start : start + chunk] @ queries[0])[None, :], k)
             best_scores, best_rows = _merge(best_scores, best_rows, values, rows + start, k)
+        # n > _CHUNK_CELLS here (smaller databases returned above), so the loop ran and set both arrays.
+        best_scores, best_rows = cast(np.ndarray, best_scores), cast(np.ndarray, best_rows)
     else:
         best_scores, best_rows = _batch_top_k(vectors, queries, k, chunk)
     order = np.lexsort((best_rows, -best_scores), axis=1) if best_rows.size else best_rows

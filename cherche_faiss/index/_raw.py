@@ -97,7 +97,8 @@ def read_index_from(data: np.ndarray) -> Any:
     ``faiss.read_index`` from a file.
     """
     faiss = faiss_module()
-    view = memoryview(data).cast("B")
+    # ndarray.data is memoryview(data); numpy's stubs give ndarray no __buffer__ before Python 3.12.
+    view = data.data.cast("B")
     position = 0
 
     def read(n: int) -> bytes:

@@ -9,7 +9,7 @@ parameters passed per call (see ``_search_params``).
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from .tuning import TuningResult, tune_search_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
+
+    from .faiss import FaissIndex
 
 __all__ = ["SearchMixin"]
 
@@ -193,12 +195,12 @@ class SearchMixin:
         :class:`~cherche_faiss.index.tuning.TuningResult`.
         """
         return tune_search_params(
-            self,
+            cast("FaissIndex", self),  # SearchMixin is only mixed into FaissIndex
             target_recall,
             k,
             sample_size,
             seed,
-            apply=True,  # type: ignore[arg-type]  # self is a FaissIndex
+            apply=True,
             show_progress=show_progress,
             queries=queries,
         )

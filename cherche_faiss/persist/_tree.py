@@ -182,7 +182,8 @@ class Loader:
                 f"a save may hold ({', '.join(item.rpartition('.')[2] for item in ALLOWED)}). The manifest "
                 "was edited or written by another version; it is refused."
             )
-        cls = _class_named(name)
+        # The class the manifest names (a Component subclass of ALLOWED), called with its saved parameters.
+        cls: Any = _class_named(name)
         if node.get("state_version") != cls._state_version:
             raise IncompatibleStateError(
                 f"{where}: {name} was saved with state layout {node.get('state_version')!r}, but cherche_faiss "

@@ -120,7 +120,8 @@ class TfidfVectorizerState:
         params = decoder.decode(value["params"], f"{where}.params")
         # Plain parameters are checked here as scikit-learn would; anything else goes to scikit-learn.
         deferred = DeferredTfidfVectorizer.from_params(params)
-        vectorizer = deferred if deferred is not None else self._sklearn_vectorizer(params, where)
+        # The deferred vectorizer or scikit-learn's (untyped); the attributes below are read only from the latter.
+        vectorizer: Any = deferred if deferred is not None else self._sklearn_vectorizer(params, where)
         if "terms" not in value:
             return vectorizer
         terms = decoder.decode(value["terms"], f"{where}.vocabulary_")
