@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._core.saved_file import SavedFile, as_bytes
 from ..exceptions import CorruptFileError, IncompatibleStateError, MissingFileError
@@ -147,19 +147,23 @@ class ModelFiles:
     def exists(self, name: str) -> bool:
         if self.files is not None:
             return name in self.files
-        return (self.folder / name).is_file()
+        return self._on_disk(name).is_file()
 
     def read(self, name: str) -> bytes:
         if self.files is not None:
             return as_bytes(self.files[name])
-        return (self.folder / name).read_bytes()
+        return self._on_disk(name).read_bytes()
 
     def path(self, name: str) -> Path | None:
         """The file on disk (None for files in memory), for libraries that read files themselves."""
         if self.files is not None:
             value = self.files[name]
             return value.path if isinstance(value, SavedFile) else None
-        return self.folder / name
+        return self._on_disk(name)
+
+    def _on_disk(self, name: str) -> Path:
+        # Only called when files is None, and then the caller gave a folder (one or the other, never neither).
+        return cast(Path, self.folder) / name
 
     def json(self, name: str) -> Any:
         try:

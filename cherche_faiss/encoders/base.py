@@ -8,7 +8,7 @@ is recognised by :mod:`.factories`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -81,7 +81,8 @@ class CallableScorer(BaseEncoder):
         self.function = function
 
     def score(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
-        pairs = [tuple(pair) for pair in pairs]
+        # tuple() of each (str, str) pair (lists from JSON included) is that pair; mypy says tuple[str, ...].
+        pairs = cast(list[tuple[str, str]], [tuple(pair) for pair in pairs])
         if not pairs:
             return np.empty(0, dtype=np.float32)
         return check_scores(self.function(pairs), len(pairs), f"scorer {self.function!r}")

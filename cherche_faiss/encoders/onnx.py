@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -272,7 +272,8 @@ class OnnxEncoder(BaseEncoder):
                 vectors = np.empty((len(texts), batch.shape[1]), dtype=np.float32)
             vectors[rows] = batch
         if settings.normalize or self.normalize_embeddings:
-            vectors = normalize_rows(vectors)
+            # texts is not empty (checked above), so the loop ran and allocated vectors.
+            vectors = normalize_rows(cast(np.ndarray, vectors))
         return check_encoded(vectors, texts, f"OnnxEncoder({self.path or 'embedded'!r})")
 
     def _forward(self, session: Any, texts: list[str]) -> np.ndarray:
@@ -297,7 +298,7 @@ class OnnxEncoder(BaseEncoder):
         return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)  # validates what was saved, reads the settings again
+        type(self).__init__(self, **state)  # validates what was saved, reads the settings again
         self._loaded_from_state = True
 
     def _load_state(self, state: dict[str, Any], context: Any = None) -> None:

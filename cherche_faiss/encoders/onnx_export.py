@@ -128,7 +128,9 @@ def _export_graph(transformer: Any, folder: Path, opset: int) -> list[str]:
         )
     sample = tokenizer(["a short text", "a somewhat longer text to export"], padding=True, return_tensors="pt")
     accepted = set(inspect.signature(network.forward).parameters)  # follows the decorators' __wrapped__
-    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample and name in accepted]
+    names: list[str] = [
+        name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample and name in accepted
+    ]
 
     class TokenVectors(torch.nn.Module):
         def __init__(self) -> None:

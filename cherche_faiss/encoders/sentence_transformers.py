@@ -9,7 +9,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -293,7 +293,8 @@ class CrossEncoderScorer(SentenceTransformerEncoder):
 
     def score(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
         """One relevance score per ``(query, document)`` pair, as a float32 vector."""
-        pairs = [tuple(pair) for pair in pairs]
+        # tuple() of each (str, str) pair (lists from JSON included) is that pair; mypy says tuple[str, ...].
+        pairs = cast(list[tuple[str, str]], [tuple(pair) for pair in pairs])
         if not pairs:
             return np.empty(0, dtype=np.float32)
         scores = self.model.predict(

@@ -185,11 +185,13 @@ class MicroBatcher:
             self._closed = False
             self._pending = collections.deque()
             self._pending_queries = 0
-            self._arrived = asyncio.Event()
+            self._arrived = arrived = asyncio.Event()
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="cherche-faiss-search"
             )
-            self._consumer = asyncio.get_running_loop().create_task(self._consume(), name="cherche-faiss-batcher")
+            self._consumer = asyncio.get_running_loop().create_task(
+                self._consume(arrived), name="cherche-faiss-batcher"
+            )
 
     async def close(self, timeout: float = 30.0) -> None:
         """Stop: the batch running finishes, pending requests fail with :class:`ServerClosedError`.
@@ -306,15 +308,15 @@ class MicroBatcher:
         return await self.submit(q, k)
 
     # -- the consumer ---------------------------------------------------------------------------
-    async def _consume(self) -> None:
+    async def _consume(self, arrived: asyncio.Event) -> None:
+        """Runs batches until closed; ``arrived`` is the event :meth:`start` made with it (``self._arrived``)."""
         loop = asyncio.get_running_loop()
-        arrived = self._arrived
         while not self._closed:
             if not self._pending:
                 arrived.clear()
                 await arrived.wait()
                 continue
-            batch = await self._collect()
+            batch = await self._collect(arrived)
             batch = [request for request in batch if not self._withdrawn(request)]
             if not batch:
                 continue
@@ -349,13 +351,12 @@ class MicroBatcher:
             return True
         return False
 
-    async def _collect(self) -> list[_Request]:
+    async def _collect(self, arrived: asyncio.Event) -> list[_Request]:
         """The oldest pending request and those that join it within ``max_wait_ms`` of its arrival.
 
         A request that already waited that long while the worker was busy
         leaves at once, with whatever is pending.
         """
-        arrived = self._arrived
         batch = [self._take()]
         if not self.batching:
             return batch
