@@ -146,7 +146,7 @@ def build_pipeline(
         raise InvalidInputError(f"retriever must be one of {RETRIEVERS}, got {retriever!r}.")
     key = _key_field(documents, key)
     on = on or default_fields(documents, key)
-    models = []
+    models: list[retrieve.Retriever] = []
     if "bm25" in retriever:
         models.append(retrieve.BM25(key=key, on=on, documents=documents, k=k))
     if retriever == "tfidf":
@@ -157,6 +157,7 @@ def build_pipeline(
             key=key, on=on, encoder=encoder, k=k, index=index, device=device, batch_size=batch_size
         )
         models.append(dense.add(documents, show_progress=show_progress))
+    search: Any  # the retriever, or the Union of them
     if len(models) == 1:
         search = models[0]
     else:

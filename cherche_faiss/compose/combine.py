@@ -71,7 +71,7 @@ class _Fusion(ComposeMixin, Component):
         """``left op right``, flattening operands that are already default fusions of this kind."""
         if not isinstance(right, ComposeMixin):
             return NotImplemented
-        models = []
+        models: list[Any] = []
         for side in (left, right):
             models.extend(side.models if type(side) is cls and side._default() else [side])
         return cls(models)

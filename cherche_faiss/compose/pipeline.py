@@ -115,6 +115,8 @@ class Pipeline(ComposeMixin, Component):
     ['Bordeaux', 'Paris']
     """
 
+    models: list[Any]
+
     def __init__(self, models: list[Any]) -> None:
         if not isinstance(models, (list, tuple)) or not models:
             raise InvalidInputError(
@@ -186,7 +188,7 @@ class Pipeline(ComposeMixin, Component):
             Candidates for a pipeline that starts with a ranker.
         """
         k = check_k(k)
-        results = documents
+        results: Any = documents  # then what each stage returned (any callable can be a stage)
         for stage in self.models:
             if tags(stage).role == DOCUMENTS:
                 results = stage(results)

@@ -8,7 +8,7 @@ from typing import Any
 from .._core.progress import batches, progress
 from .._core.validation import check_positive_int
 from ..exceptions import InvalidInputError
-from .metrics import hit_rate_at_k, mrr_at_k, ndcg_at_k, precision_at_k, r_precision, recall_at_k
+from .metrics import Judgments, hit_rate_at_k, mrr_at_k, ndcg_at_k, precision_at_k, r_precision, recall_at_k
 
 __all__ = ["evaluate", "METRICS"]
 
@@ -23,8 +23,8 @@ METRICS: dict[str, Callable] = {
 
 def evaluate(
     search: Callable,
-    queries: Mapping[Hashable, str],
-    qrels: Mapping[Hashable, Mapping[Hashable, float]],
+    queries: Mapping[Any, str],  # any hashable ids (Mapping's key type is invariant)
+    qrels: Mapping[Any, Judgments],
     ks: tuple[int, ...] = (1, 10, 100),
     key: str | None = None,
     batch_size: int = 64,

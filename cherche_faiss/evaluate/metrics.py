@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 from .._core.validation import check_positive_int
 
 __all__ = ["precision_at_k", "recall_at_k", "mrr_at_k", "ndcg_at_k", "hit_rate_at_k", "r_precision"]
 
 Ranking = Sequence[Hashable]
-Judgments = Mapping[Hashable, float]
+# Document key -> grade. Any hashable key: Mapping's key type is invariant, so Hashable would refuse dict[str, float].
+Judgments = Mapping[Any, float]
 
 
 def _relevant(relevant: Judgments) -> set:

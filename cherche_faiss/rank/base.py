@@ -34,7 +34,8 @@ def rank_candidates(
     all of them at once costs more than the arithmetic), and a query scores
     exactly the same alone or in a batch.
     """
-    ranked, start = [], 0
+    ranked: list[list[dict]] = []
+    start = 0
     for query_vector, hits in zip(query_vectors, candidates):
         size = len(hits)
         if size == 0:

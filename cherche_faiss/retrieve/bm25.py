@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,8 @@ def _bm25s() -> Any:
 
 def _check_bm25s_scores(model: Any, documents: int) -> None:
     """The score matrix of a loaded bm25s model is well formed (its compiled search trusts it)."""
-    scores = getattr(model, "scores", None)
+    # Anything a damaged save holds (None included): what cannot be indexed is caught below as not well formed.
+    scores: Any = getattr(model, "scores", None)
     try:
         data, indices, indptr = (np.asarray(scores[name]) for name in ("data", "indices", "indptr"))
         well_formed = (
@@ -103,7 +104,7 @@ class BM25(Retriever):
         self,
         key: str,
         on: Any,
-        documents: list[Mapping] | None = None,
+        documents: Sequence[Mapping] | None = None,
         k: int | None = None,
         batch_size: int = 1024,
         tokenizer: str | Callable[[str], list[str]] = "word",
@@ -193,7 +194,7 @@ class BM25(Retriever):
         )
 
     # -- indexing -------------------------------------------------------------------------
-    def add(self, documents: list[Mapping], **kwargs: Any) -> BM25:
+    def add(self, documents: Sequence[Mapping], **kwargs: Any) -> BM25:
         """Index ``documents`` (replacing those whose key is already indexed).
 
         Returns
@@ -205,7 +206,8 @@ class BM25(Retriever):
         if not documents:
             return self
         last = {document[self.key]: document for document in documents}
-        new_tokens = self._tokenize(document_texts(list(last.values()), self.on))
+        # on=None passes check_component and then fails here (TypeError); rejecting it earlier changes behaviour.
+        new_tokens = self._tokenize(document_texts(list(last.values()), self.on))  # type: ignore[arg-type]
         vocabulary = dict(self._vocabulary)
         new_ids = [
             np.fromiter(

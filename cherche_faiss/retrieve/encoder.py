@@ -98,7 +98,9 @@ class DPR(DenseRetriever):
         return self
 
     def _search(self, queries: list[str], k: int | None, **search_params: int) -> list[list[dict]]:
-        return self._hits_for(self.query_encoder.encode(queries, batch_size=self.batch_size), k, **search_params)
+        return self._hits_for(
+            self.query_encoder.encode(queries, batch_size=self.batch_size), k, prepared=False, **search_params
+        )
 
 
 class Encoder(DPR):

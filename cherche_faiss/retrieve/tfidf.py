@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,7 +113,7 @@ class TfIdf(Retriever):
         self,
         key: str,
         on: Any,
-        documents: list[Mapping] | None = None,
+        documents: Sequence[Mapping] | None = None,
         tfidf: Any = None,
         k: int | None = None,
         batch_size: int = 1024,
@@ -150,7 +150,7 @@ class TfIdf(Retriever):
     def _is_fitted(self) -> bool:
         return is_fitted(self._tfidf)
 
-    def add(self, documents: list[Mapping], batch_size: int | None = None, **kwargs: Any) -> TfIdf:
+    def add(self, documents: Sequence[Mapping], batch_size: int | None = None, **kwargs: Any) -> TfIdf:
         """Index ``documents`` (replacing those whose key is already indexed).
 
         Returns
@@ -165,7 +165,8 @@ class TfIdf(Retriever):
             return self
         last = {document[self.key]: document for document in documents}
         keys, documents = list(last), list(last.values())
-        texts = document_texts(documents, self.on)
+        # on=None passes check_component and then fails here (TypeError); rejecting it earlier changes behaviour.
+        texts = document_texts(documents, self.on)  # type: ignore[arg-type]
         if not self._is_fitted():
             if not self.fit:
                 raise NotIndexedError(
@@ -255,7 +256,7 @@ class TfIdf(Retriever):
             self._matrix_t = self._matrix.T.tocsr()
         keys, n = self._keys, len(self._keys)
         chunk = max(1, _DENSE_CELLS // n)
-        hits = []
+        hits: list[list[dict]] = []
         for start in range(0, len(queries), chunk):
             batch = queries[start : start + chunk]
             scores = np.empty((len(batch), n), dtype=np.float32)
