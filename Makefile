@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-unit test-gpu docs bench bench-full bench-smoke bench-quality bench-torch-free clean
+.PHONY: install demo test test-unit test-gpu lint docs bench bench-full bench-smoke bench-quality bench-torch-free clean
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration" tests/unit
+
+# Linter, formatter and type checker (their settings are in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The documentation site (docs/, mkdocs.yml): any warning fails the build. mkdocstrings reads the
 # docstrings statically, so nothing of the package (nor torch) is imported.

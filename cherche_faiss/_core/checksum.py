@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 __all__ = ["ALGORITHM", "BLOCK", "block_crc32"]
 
 ALGORITHM = "crc32/16MiB"
-BLOCK = _BLOCK = 1 << 24  # bytes per checksummed block
+BLOCK = 1 << 24  # bytes per checksummed block
 
 
 def block_crc32(data: memoryview | bytes) -> list[int]:
     """CRC-32 of each 16 MiB block of ``data``, in order."""
     view = memoryview(data).cast("B")
-    blocks = [view[start : start + _BLOCK] for start in range(0, len(view), _BLOCK)] or [view]
+    blocks = [view[start : start + BLOCK] for start in range(0, len(view), BLOCK)] or [view]
     if len(blocks) == 1:
         return [zlib.crc32(blocks[0])]
     with ThreadPoolExecutor(max_workers=min(len(blocks), os.cpu_count() or 1)) as pool:

@@ -180,6 +180,7 @@ class SearchMixin:
         self.search_params = {**self.search_params, **params}
         return self
 
+    # The same parameters as tune_search_params, which it calls (and DenseRetriever.tune, which calls it).
     def tune(
         self,
         target_recall: float = 0.95,

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._core.component import Component
 from .._core.tags import RANKER, Tags
-from .._core.validation import as_queries, check_component, check_k, check_positive_int
+from .._core.validation import as_queries, check_component, check_k, check_on, check_positive_int
 from ..compose.operators import ComposeMixin
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
 from ..index.dense import DenseVectors
@@ -60,10 +60,15 @@ class Ranker(DenseVectors, ComposeMixin, Component):
     never encoded twice.
     """
 
+    #: Whether documents are read from their ``on`` fields (False for ``Embedding``: vectors are given).
+    _reads_fields = True
+
     def __cherche_tags__(self) -> Tags:
         return Tags(role=RANKER, needs_candidates=True)
 
     def __init__(self, key: str, on: Any, normalize: bool, k: int | None, batch_size: int, device: str = "cpu") -> None:
+        if on is None and self._reads_fields:
+            check_on(on)  # the message every component gives for a missing or malformed `on`
         self.key, self.on, self.k, self.batch_size = check_component(key, on, k, batch_size)
         self.normalize = bool(normalize)
         self.device = device

@@ -28,6 +28,8 @@ class Embedding(Ranker):
     ['b', 'a']
     """
 
+    _reads_fields = False
+
     def __init__(
         self, key: str, normalize: bool = True, k: int | None = None, batch_size: int = 1024, device: str = "cpu"
     ) -> None:

@@ -14,6 +14,7 @@ from .base import Ranker
 __all__ = ["Encoder", "DPR"]
 
 
+# Parallel on purpose to retrieve.DPR and retrieve.Encoder (see there); what they share is in DenseVectors.
 class DPR(Ranker):
     """Rank candidates with one encoder for documents and another for queries.
 

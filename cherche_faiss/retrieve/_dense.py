@@ -59,6 +59,8 @@ class DenseRetriever(DenseVectors, Retriever):
         self.search_params = {**self.search_params, **check_search_params(search_params)}
         return self
 
+    # The same parameters as FaissIndex.tune and tune_search_params on purpose: this one also takes query
+    # texts, encodes them, and keeps the result as the retriever's search_params.
     def tune(
         self,
         target_recall: float = 0.95,

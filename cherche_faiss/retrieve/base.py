@@ -8,7 +8,7 @@ from typing import Any
 from .._core.component import Component
 from .._core.progress import batches
 from .._core.tags import RETRIEVER, Tags
-from .._core.validation import as_queries, check_component, check_k, check_positive_int
+from .._core.validation import as_queries, check_component, check_k, check_on, check_positive_int
 from ..compose.operators import ComposeMixin
 from ..exceptions import NotIndexedError
 
@@ -24,10 +24,15 @@ class Retriever(ComposeMixin, Component):
     ``None`` for both means every matching document.
     """
 
+    #: Whether documents are read from their ``on`` fields (False for ``Embedding``: vectors are given).
+    _reads_fields = True
+
     def __cherche_tags__(self) -> Tags:
         return Tags(role=RETRIEVER)
 
     def __init__(self, key: str, on: Any, k: int | None, batch_size: int) -> None:
+        if on is None and self._reads_fields:
+            check_on(on)  # the message every component gives for a missing or malformed `on`
         self.key, self.on, self.k, self.batch_size = check_component(key, on, k, batch_size)
 
     def __len__(self) -> int:

@@ -28,6 +28,8 @@ class Embedding(DenseRetriever):
     [{'id': 'b', 'similarity': 0.99...}]
     """
 
+    _reads_fields = False
+
     def __init__(
         self,
         key: str,

@@ -11,6 +11,8 @@ from ._dense import DenseRetriever
 __all__ = ["Encoder", "DPR"]
 
 
+# Parallel on purpose to rank.DPR and rank.Encoder: Cherche has a retriever and a ranker of each name, with
+# the same parameters; what they share (the index, streamed adds, query vectors) lives in index.dense.DenseVectors.
 class DPR(DenseRetriever):
     """Dense retriever with one encoder for documents and another for queries.
 

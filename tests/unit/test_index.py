@@ -205,7 +205,7 @@ def test_repr_names_size_and_device(rng):
 def test_checksum_covers_every_block(monkeypatch):
     import cherche_faiss._core.checksum as checksum
 
-    monkeypatch.setattr(checksum, "_BLOCK", 1000)  # many blocks, hashed in threads
+    monkeypatch.setattr(checksum, "BLOCK", 1000)  # many blocks, hashed in threads
     data = bytearray(np.random.default_rng(0).integers(0, 255, 10_500, dtype=np.uint8).tobytes())
     before = checksum.block_crc32(bytes(data))
     assert len(before) == 11

@@ -212,3 +212,19 @@ def test_tfidf_both_scoring_paths_agree(documents, monkeypatch):
     assert [[h["id"] for h in q] for q in scipy_path] == [[h["id"] for h in q] for q in numpy_path]
     for a, b in zip(scipy_path, numpy_path):
         np.testing.assert_allclose([h["similarity"] for h in a], [h["similarity"] for h in b], rtol=1e-5)
+
+
+def test_components_that_read_fields_refuse_on_none():
+    from cherche_faiss import rank
+    from cherche_faiss.exceptions import InvalidInputError
+
+    makers = [
+        lambda: retrieve.TfIdf(key="id", on=None),
+        lambda: retrieve.BM25(key="id", on=None),
+        lambda: retrieve.Encoder(key="id", on=None, encoder=HashingEncoder()),
+        lambda: rank.Encoder(key="id", on=None, encoder=HashingEncoder()),
+    ]
+    for make in makers:  # before, each failed at its first add with a bare TypeError
+        with pytest.raises(InvalidInputError, match="on must be a field name"):
+            make()
+    assert retrieve.Embedding(key="id").on is None and rank.Embedding(key="id").on is None
