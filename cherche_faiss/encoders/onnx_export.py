@@ -21,11 +21,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._core.versions import imported_versions
 from .._version import __version__
-from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, MissingDependencyError
+from ..exceptions import InvalidInputError, InvalidTypeError, MissingDependencyError
+from ._onnx_fidelity import MIN_COSINE, check_fidelity
 from ._onnx_files import (
     FORMAT,
     FORMAT_VERSION,
@@ -41,22 +40,9 @@ from .sentence_transformers import _model_reference
 
 __all__ = ["export_onnx", "QUANTIZE", "MIN_COSINE"]
 
+
 #: Values ``quantize`` accepts.
 QUANTIZE = (None, "int8")
-#: Smallest cosine between the ONNX and torch vectors an export must reach, by ``quantize``.
-MIN_COSINE = {None: 0.9999, "int8": 0.98}
-
-# Texts of every length the check encodes: short, long, punctuation, accents, beyond the truncation.
-_CHECK_TEXTS = [
-    "Bordeaux",
-    "What is the capital of France?",
-    "Montreal is the largest city of Quebec, in Canada.",
-    "Les vins de Bordeaux sont réputés dans le monde entier; l'été y est chaud.",
-    "0.5 mg/kg of ZnO nanoparticles reduced IL-6 expression by 37% (p < 0.01) in vitro.",
-    "  leading and trailing spaces  ",
-    "a",
-    " ".join(["Toulouse builds aircraft and Airbus is based there"] * 60),
-]
 
 
 def _sentence_transformer(model: Any) -> Any:
@@ -239,30 +225,6 @@ def _require_quantizer() -> None:
         ) from None
 
 
-def _fidelity(model: Any, folder: Path, quantize: str | None) -> dict[str, Any]:
-    """Encode the check texts both ways; refuse an export whose vectors differ from the model's."""
-    from .onnx import OnnxEncoder
-
-    expected = np.asarray(model.encode(_CHECK_TEXTS, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
-    got = OnnxEncoder(folder, device="cpu", verify=False).encode(_CHECK_TEXTS)
-    if got.shape != expected.shape:
-        raise IncompatibleStateError(
-            f"the ONNX export gives vectors of shape {got.shape} where the model gives {expected.shape}; this model "
-            "cannot be reproduced by an ONNX encoder. Keep using it through SentenceTransformerEncoder."
-        )
-    cosines = (got * expected).sum(axis=1) / np.maximum(
-        np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1), 1e-12
-    )
-    lowest = float(cosines.min())
-    if lowest < MIN_COSINE[quantize]:
-        raise IncompatibleStateError(
-            f"the ONNX export's vectors differ from the model's (lowest cosine {lowest:.6f}, below "
-            f"{MIN_COSINE[quantize]}): its pooling or tokenisation is not reproduced. Keep using this model "
-            "through SentenceTransformerEncoder."
-        )
-    return {"min_cosine": lowest, "mean_cosine": float(cosines.mean()), "texts": len(_CHECK_TEXTS)}
-
-
 def _versions() -> dict[str, str]:
     modules = ("torch", "transformers", "sentence_transformers", "onnx", "onnxruntime", "tokenizers")
     return {"cherche_faiss": __version__, **imported_versions(modules)}
@@ -402,7 +364,7 @@ def export_onnx(
         files = _file_table(staging)
         # Written before the check too, so that the check reads exactly these settings (prompt, padding side).
         _write_manifest(staging, files, settings, source, inputs, opset, None)
-        fidelity = _fidelity(loaded, staging, quantize)
+        fidelity = check_fidelity(loaded, staging, quantize)
         _write_manifest(staging, files, settings, source, inputs, opset, fidelity)
         _place(staging, target)
     finally:

@@ -22,10 +22,11 @@ from ..exceptions import (
     NotIndexedError,
     UnknownKeyError,
 )
+from ._decode import ValueDecoder
 from ._files import Reader, Writer
 from ._onnx_copies import OnnxCopies, chosen_node
 from ._types import handler_for, handler_named
-from ._values import ValueDecoder, ValueEncoder
+from ._values import ValueEncoder
 
 __all__ = ["ALLOWED", "LoadContext", "Saver", "Loader"]
 

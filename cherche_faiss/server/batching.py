@@ -383,20 +383,7 @@ class MicroBatcher:
 
     # -- counters -------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Counters since this batcher was created.
-
-        ``requests`` and ``queries`` submitted; ``batches`` run and the
-        ``pipeline_calls`` they made (one per ``k`` in a batch, more when a
-        failed batch is retried request by request); ``mean_batch_queries``,
-        ``mean_batch_requests`` and ``largest_batch_queries``; ``withdrawn``:
-        requests cancelled before their batch (never searched); ``discarded``:
-        answers nobody waited for any more; ``rejected_overloaded`` (and
-        ``rejected_overloaded_queries``): requests refused because the queue was
-        full (not counted in ``requests``); ``pending`` requests (withdrawn ones
-        included until the consumer drops them) and ``pending_queries`` (what
-        ``max_pending`` bounds) now; ``recent_queries_per_s``: the throughput
-        the retry hint uses; ``worker_busy_s``.
-        """
+        """Counters since this batcher was created (each is described in :meth:`.counters.BatchCounters.as_dict`)."""
         return self._stats.as_dict(pending=len(self._pending), pending_queries=self._pending_queries)
 
     def __repr__(self) -> str:

@@ -85,7 +85,20 @@ class BatchCounters:
         return queries / seconds
 
     def as_dict(self, pending: int, pending_queries: int) -> dict[str, Any]:
-        """The counters as ``/info`` shows them, with the queue's current length."""
+        """The counters as ``MicroBatcher.stats()`` and ``/info`` show them, with the queue's current length.
+
+        ``requests`` and ``queries`` submitted; ``batches`` run and the
+        ``pipeline_calls`` they made (one per ``k`` in a batch, more when a
+        failed batch is retried request by request); ``mean_batch_queries``,
+        ``mean_batch_requests`` and ``largest_batch_queries``; ``withdrawn``:
+        requests cancelled before their batch (never searched); ``discarded``:
+        answers nobody waited for any more; ``rejected_overloaded`` (and
+        ``rejected_overloaded_queries``): requests refused because the queue was
+        full (not counted in ``requests``); ``pending`` requests (withdrawn ones
+        included until the consumer drops them) and ``pending_queries`` (what
+        ``max_pending`` bounds) now; ``recent_queries_per_s``: the throughput
+        the retry hint uses; ``worker_busy_s``.
+        """
         rate = self.queries_per_s()
         return {
             "requests": self.requests,
