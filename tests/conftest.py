@@ -17,14 +17,10 @@ from .helpers import CountingEncoder  # noqa: E402
 
 @pytest.fixture
 def documents() -> list[dict]:
-    return [
-        {"id": 0, "title": "Paris", "article": "The Eiffel tower stands in Paris, capital of France."},
-        {"id": 1, "title": "Montreal", "article": "Montreal is the largest city of Quebec, in Canada."},
-        {"id": 2, "title": "Bordeaux", "article": "Bordeaux is famous for its red wine and the Garonne."},
-        {"id": 3, "title": "Toulouse", "article": "Toulouse builds aircraft: Airbus is based there."},
-        {"id": 4, "title": "Lyon", "article": "Lyon is known for its food and its silk history."},
-        {"id": 5, "title": "Rennes", "article": "Rennes is the capital of Brittany, with a metro."},
-    ]
+    """Six towns, fresh for each test (the documents the contract checks index too)."""
+    from cherche_faiss.contract import DOCUMENTS
+
+    return [dict(document) for document in DOCUMENTS]
 
 
 @pytest.fixture

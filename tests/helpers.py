@@ -5,6 +5,10 @@ Imported by test modules as ``from ..helpers import ...``; fixtures stay in ``co
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +61,13 @@ def recall_at(index, queries, truth, k=10, **params):
     """Mean recall@k of ``index`` against the ``truth`` keys of each query."""
     found = index.search(queries, k=k, **params)[1]
     return np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)])
+
+
+def run_in_a_fresh_cpu_only_process(code: str, *args: str, timeout: int = 300):
+    """Run ``python -c code args...`` with no GPU visible and the hub offline; the JSON its last line prints."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

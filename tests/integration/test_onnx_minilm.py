@@ -18,7 +18,7 @@ from cherche_faiss.cli import main
 from cherche_faiss.encoders import OnnxEncoder, export_onnx
 from cherche_faiss.exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
 
-from ..helpers import SHARED
+from ..helpers import SHARED, run_in_a_fresh_cpu_only_process
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +46,7 @@ print(json.dumps({"hits": hits, "imported": sorted(m for m in ("torch", "transfo
 
 
 def _load_in_a_fresh_cpu_only_process(path, backend, queries):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_ANSWER, str(path), backend, json.dumps(queries)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_a_fresh_cpu_only_process(LOAD_AND_ANSWER, str(path), backend, json.dumps(queries))
 
 
 def _cosines(a, b):

@@ -15,6 +15,8 @@ from cherche_faiss import data, rank, retrieve
 from cherche_faiss.encoders import SentenceTransformerEncoder
 from cherche_faiss.persist import safe
 
+from ..helpers import run_in_a_fresh_cpu_only_process
+
 pytestmark = pytest.mark.integration
 
 QUERIES = ["bordeaux", "aerospace industry", "football club"]
@@ -28,17 +30,7 @@ print(json.dumps([search(q) for q in json.loads(sys.argv[2])]))
 
 
 def _answers_in_a_fresh_cpu_only_process(path, mmap=False):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_ANSWER, str(path), json.dumps(QUERIES), "mmap" if mmap else "read"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_a_fresh_cpu_only_process(LOAD_AND_ANSWER, str(path), json.dumps(QUERIES), "mmap" if mmap else "read")
 
 
 @pytest.fixture(scope="module")
