@@ -151,6 +151,7 @@ class OnnxEncoder(BaseEncoder):
         self._output: str | None = None
         self._input_types: dict[str, Any] = {}
         self._loaded_from_state = False  # devices of loaded states follow the load policy
+        self._files_checked = False  # embedded files a save already checked: not hashed a second time
 
     # -- what it reproduces -----------------------------------------------------------------------
     @property
@@ -185,7 +186,7 @@ class OnnxEncoder(BaseEncoder):
         ort = import_onnxruntime()
         tokenizers = _import_tokenizers()
         files = self._model_files
-        if self.verify:
+        if self.verify and not self._files_checked:
             files.verify()
         device = onnx_load_device(self.device) if self._loaded_from_state else resolve_onnx_device(self.device)
         options = ort.SessionOptions()
@@ -303,6 +304,11 @@ class OnnxEncoder(BaseEncoder):
 
     def _load_state(self, state: dict[str, Any], context: Any = None) -> None:
         self._loaded_from_state = True
+        # Embedded files read into memory from a save whose SHA-256s were checked before this was built are not
+        # hashed again; mapped ones are read later, from a path a later save may have replaced: they are.
+        self._files_checked = (
+            self.files is not None and bool(getattr(context, "verified", False)) and not getattr(context, "mmap", False)
+        )
         device = getattr(context, "device", "auto")
         if device != "auto":  # asked for explicitly: resolved (and refused if unusable) at first use
             self.device, self._loaded_from_state = device, False

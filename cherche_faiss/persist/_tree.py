@@ -61,6 +61,7 @@ class LoadContext:
     device: str = "auto"
     mmap: bool = False
     backend: str = "auto"
+    verified: bool = False  # every file of the save matched its SHA-256 before anything was built
 
 
 def _class_named(name: str) -> type:

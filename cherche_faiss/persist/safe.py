@@ -312,7 +312,7 @@ def load(
     backend = check_backend(backend)
     if not isinstance(mmap, bool) or not isinstance(verify, bool):
         raise InvalidTypeError(f"mmap and verify must be True or False, got mmap={mmap!r}, verify={verify!r}.")
-    context = LoadContext(device=device, mmap=mmap, backend=backend)
+    context = LoadContext(device=device, mmap=mmap, backend=backend, verified=verify)
     return read_save(Path(os.path.abspath(os.fspath(path))), functools.partial(_build, context=context, verify=verify))
 
 

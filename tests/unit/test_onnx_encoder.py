@@ -297,3 +297,20 @@ def test_a_mapped_load_leaves_embedded_files_in_the_save(export, tmp_path, docum
     restored = pickle.loads(pickled)
     assert isinstance(restored.encoder.files["model.onnx"], bytes)
     assert_same_hits(restored(["paris", "wine of bordeaux"]), expected)
+
+
+def test_embedded_files_a_verified_load_checked_are_not_hashed_again(export, tmp_path, documents, monkeypatch):
+    from cherche_faiss.encoders import _onnx_files
+
+    retriever = retrieve.Encoder(
+        key="id", on=["title", "article"], k=3, encoder=OnnxEncoder(export, embed_weights=True)
+    ).add(documents, show_progress=False)
+    path = cherche_faiss.save(retriever, tmp_path / "save")
+    checks = []
+    real = _onnx_files.ModelFiles.verify
+    monkeypatch.setattr(_onnx_files.ModelFiles, "verify", lambda self: checks.append(1) or real(self))
+    cherche_faiss.load(path)("paris")  # the save's own SHA-256s covered the embedded model
+    assert checks == []
+    cherche_faiss.load(path, verify=False)("paris")  # sizes only: the encoder checks its files itself
+    cherche_faiss.load(path, mmap=True)("paris")  # read later, by path: checked when read
+    assert checks == [1, 1]
