@@ -22,7 +22,14 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["char_ngrams", "char_wb_ngrams", "compiled_token_pattern", "query_analyzer", "word_ngrams"]
+__all__ = [
+    "WordBoundedAnalyzer",
+    "char_ngrams",
+    "char_wb_ngrams",
+    "compiled_token_pattern",
+    "query_analyzer",
+    "word_ngrams",
+]
 
 Analyzer = Callable[[str], list[str]]
 
@@ -166,11 +173,39 @@ def query_analyzer(params: Mapping[str, Any]) -> Analyzer | None:
             return word_ngrams(findall(text), min_n, max_n)
 
         return analyze_words
-    ngrams = char_wb_ngrams if kind == "char_wb" else char_ngrams
+    if kind == "char_wb":
+        return WordBoundedAnalyzer(steps, min_n, max_n)
 
     def analyze_characters(text: str) -> list[str]:
         for step in steps:
             text = step(text)
-        return ngrams(text, min_n, max_n)
+        return char_ngrams(text, min_n, max_n)
 
     return analyze_characters
+
+
+class WordBoundedAnalyzer:
+    """``analyzer="char_wb"``: the text prepared (lower-cased, accents stripped), then the
+    n-grams of each of its words, one word after another.
+
+    A caller analysing many texts can therefore take the n-grams of each distinct word once:
+    ``analyzer(text) == [gram for word in analyzer.prepare(text).split() for gram in analyzer.word_ngrams(word)]``.
+    """
+
+    __slots__ = ("max_n", "min_n", "steps")
+
+    def __init__(self, steps: list[Callable[[str], str]], min_n: int, max_n: int) -> None:
+        self.steps, self.min_n, self.max_n = steps, min_n, max_n
+
+    def prepare(self, text: str) -> str:
+        """The text as scikit-learn has it before taking n-grams (whitespace runs included)."""
+        for step in self.steps:
+            text = step(text)
+        return text
+
+    def word_ngrams(self, word: str) -> list[str]:
+        """The n-grams of one word (a string without whitespace) of a prepared text."""
+        return char_wb_ngrams(word, self.min_n, self.max_n)
+
+    def __call__(self, text: str) -> list[str]:
+        return char_wb_ngrams(self.prepare(text), self.min_n, self.max_n)

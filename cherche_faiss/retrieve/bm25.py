@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -9,7 +10,10 @@ import numpy as np
 
 from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
+from ._deferred_vectorizer import DEFAULT_PARAMS
 from ._hits import make_hits
+from ._sparse import Postings, Queries, search
+from ._tfidf_analyzers import WordBoundedAnalyzer, query_analyzer
 from .base import Retriever
 
 __all__ = ["BM25"]
@@ -51,6 +55,56 @@ def _check_bm25s_scores(model: Any, documents: int) -> None:
         raise IncompatibleStateError(
             f"the saved bm25s score matrix of this BM25 is damaged or does not index {documents} documents."
         )
+
+
+# bm25s.tokenize's default token pattern (scikit-learn's).
+_TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+
+
+def _word_tokenizer(
+    stopwords: frozenset[str], stem: Callable[[list[str]], list[str]] | None
+) -> Callable[[list[str]], list[list[str]]]:
+    """``bm25s.tokenize(texts, stopwords=..., stemmer=..., return_ids=False)``, token for token, without
+    its progress bars (three per call, which cost more than tokenizing one query): lower-cased words
+    of two characters or more, stop words removed, then each distinct word stemmed once."""
+    findall = _TOKEN_PATTERN.findall
+
+    def tokenize(texts: list[str]) -> list[list[str]]:
+        tokenized = [[token for token in findall(text.lower()) if token not in stopwords] for text in texts]
+        if stem is None:
+            return tokenized
+        distinct = list(dict.fromkeys(token for tokens in tokenized for token in tokens))
+        stems = dict(zip(distinct, stem(distinct)))
+        return [[stems[token] for token in tokens] for tokens in tokenized]
+
+    return tokenize
+
+
+def _char_tokenizer(ngram_range: tuple[int, ...]) -> Callable[[list[str]], list[list[str]]]:
+    """scikit-learn's ``char_wb`` analyzer, lower-cased (as ``TfidfVectorizer(analyzer="char_wb")``
+    builds it), without importing scikit-learn; each distinct word's n-grams taken once a call."""
+    analyzer = query_analyzer({**DEFAULT_PARAMS, "analyzer": "char_wb", "ngram_range": ngram_range})
+    if not isinstance(analyzer, WordBoundedAnalyzer):  # pragma: no cover - query_analyzer takes these settings
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        built = TfidfVectorizer(analyzer="char_wb", ngram_range=ngram_range, lowercase=True).build_analyzer()
+        return lambda texts: [built(text) for text in texts]
+    words = analyzer
+
+    def tokenize(texts: list[str]) -> list[list[str]]:
+        known: dict[str, list[str]] = {}
+        tokenized = []
+        for text in texts:
+            grams: list[str] = []
+            for word in words.prepare(text).split():
+                of_word = known.get(word)
+                if of_word is None:
+                    of_word = known[word] = words.word_ngrams(word)
+                grams += of_word
+            tokenized.append(grams)
+        return tokenized
+
+    return tokenize
 
 
 class BM25(Retriever):
@@ -155,6 +209,7 @@ class BM25(Retriever):
         self._token_ids: list[np.ndarray] = []  # per document, ids into _vocabulary
         self._vocabulary: dict[str, int] = {}
         self._model: Any = None
+        self._postings: Postings | None = None  # the model's posting lists, cached for searches
         self._tokenize_cache: Callable[[list[str]], list[list[str]]] | None = None
         if documents is not None:
             self.add(documents)
@@ -173,12 +228,7 @@ class BM25(Retriever):
             function = self.tokenizer
             return lambda texts: [list(function(text)) for text in texts]
         if self.tokenizer == "char":
-            from sklearn.feature_extraction.text import TfidfVectorizer
-
-            analyzer = TfidfVectorizer(
-                analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True
-            ).build_analyzer()
-            return lambda texts: [analyzer(text) for text in texts]
+            return _char_tokenizer(tuple(self.ngram_range))
         bm25s = _bm25s()
         stemmer = None
         if self.stemmer is not None:
@@ -189,9 +239,12 @@ class BM25(Retriever):
                     f"stemmer={self.stemmer!r} needs PyStemmer: `pip install PyStemmer`, or pass stemmer=None."
                 ) from None
             stemmer = Stemmer.Stemmer(self.stemmer).stemWords
-        return lambda texts: bm25s.tokenize(
-            texts, stopwords=self.stopwords or [], stemmer=stemmer, return_ids=False, show_progress=False
-        )
+        infer_stopwords = getattr(bm25s.tokenization, "_infer_stopwords", None)
+        if infer_stopwords is None:  # pragma: no cover - another bm25s: its own tokenizer
+            return lambda texts: bm25s.tokenize(
+                texts, stopwords=self.stopwords or [], stemmer=stemmer, return_ids=False, show_progress=False
+            )
+        return _word_tokenizer(frozenset(infer_stopwords(self.stopwords or [])), stemmer)
 
     # -- indexing -------------------------------------------------------------------------
     def add(self, documents: Sequence[Mapping], **kwargs: Any) -> BM25:
@@ -220,6 +273,7 @@ class BM25(Retriever):
         token_ids = [ids for _, ids in kept] + new_ids
         model = self._index(token_ids, vocabulary)
         self._keys, self._token_ids, self._vocabulary, self._model = keys, token_ids, vocabulary, model
+        self._postings = None
         return self
 
     def _index(self, token_ids: list[np.ndarray], vocabulary: dict[str, int]) -> Any:
@@ -235,21 +289,51 @@ class BM25(Retriever):
         return model
 
     def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
-        n = len(self._keys)
-        k = n if k is None else min(k, n)
-        rows, scores = self._model.retrieve(self._tokenize(queries), k=k, show_progress=False)
+        """Every query tokenized, then all scored at once on bm25s's score matrix (see :mod:`._sparse`).
+
+        The arithmetic is bm25s's ``retrieve``: each query token's precomputed scores added in
+        float32, token after token (a repeated token counts again), then the non-occurrence score
+        of ``"bm25l"`` and ``"bm25+"``; the top k are the best positive scores, ties broken by
+        document order.
+        """
+        model = self._model
+        if self._postings is None:
+            scores = model.scores
+            self._postings = Postings(scores["indptr"], scores["indices"], scores["data"], len(self._keys))
+        postings = self._postings
+        get = model.vocab_dict.get
+        nonoccurrence: np.ndarray | None = getattr(model, "nonoccurrence_array", None)
+        offsets = None if nonoccurrence is None else np.zeros(len(queries), dtype=nonoccurrence.dtype)
+        parts = []
+        for row, tokens in enumerate(self._tokenize(queries)):
+            ids = [token_id for token_id in map(get, tokens) if token_id is not None]
+            terms = np.asarray(ids, dtype=np.int64)
+            terms = terms[terms < postings.n_terms]  # an id past the score matrix has no scores
+            if nonoccurrence is not None and offsets is not None and ids:  # bm25s's sum, in its dtype
+                offsets[row] = nonoccurrence[np.asarray(ids, dtype=np.dtype(model.int_dtype))].sum()
+            parts.append(terms)
+        sizes = [len(terms) for terms in parts]
+        ptr = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=ptr[1:])
+        terms = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        batch = Queries(ptr, terms, np.ones(len(terms)), wide=np.zeros(len(queries), dtype=bool), offsets=offsets)
+        columns, similarities = search(postings, batch, k)
         keys = self._keys
-        hits = []
-        for row, row_scores in zip(rows.tolist(), scores.tolist()):
-            found = [(keys[i], score) for i, score in zip(row, row_scores) if score > 0]
-            hits.append(make_hits(self.key, [key for key, _ in found], [score for _, score in found]))
-        return hits
+        return [
+            make_hits(self.key, [keys[i] for i in row_columns], row_similarities)
+            for row_columns, row_similarities in zip(columns, similarities)
+        ]
 
     # -- pickling -------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_tokenize_cache"] = None  # holds a C stemmer, rebuilt on first use
+        state.pop("_postings", None)  # derived, and not in the layout of earlier saves
         return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self._postings = None  # derived: never taken from a state
 
     def _check_loaded(self) -> None:
         keys, token_ids, vocabulary = self._keys, self._token_ids, self._vocabulary

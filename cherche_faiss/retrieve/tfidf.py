@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -11,9 +12,11 @@ from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, NotIndexedError
 from ._deferred_vectorizer import DeferredTfidfVectorizer, direct_query_plan, is_fitted, vocabulary_of
 from ._hits import make_hits
+from ._sparse import Postings, Queries, concatenate, query_work, search, top_k_dense
+from ._tfidf_analyzers import WordBoundedAnalyzer
 from .base import Retriever
 
-__all__ = ["TfIdf"]
+__all__ = ["TfIdf", "top_k_dense"]
 
 
 def default_vectorizer() -> Any:
@@ -23,41 +26,9 @@ def default_vectorizer() -> Any:
     return TfidfVectorizer(lowercase=True, analyzer="char_wb", ngram_range=(3, 7), dtype=np.float32)
 
 
-# Cells of the (queries x documents) score matrix filled at once: 16 Mi floats = 64 MiB.
-_DENSE_CELLS = 1 << 24
-# Up to this many posting entries a query is scored with numpy; beyond, with scipy.
-# Decided per query, so a query scores the same alone or in a batch.
+# A query whose terms' posting lists hold up to this many entries in all is scored in float64, a
+# longer one in float32 (see _sparse). Decided per query, so a query scores the same alone or in a batch.
 _BINCOUNT_POSTINGS = 1 << 15
-
-
-def top_k_dense(scores: np.ndarray, k: int | None) -> tuple[list[list[int]], list[list[float]]]:
-    """Columns and values of the ``k`` largest positive entries of each row, best first.
-
-    Ties are broken by column number so that results are deterministic.
-    """
-    n_columns = scores.shape[1]
-    if k is not None and k < n_columns:
-        columns = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
-    else:
-        columns = np.broadcast_to(np.arange(n_columns), scores.shape)
-    values = np.take_along_axis(scores, columns, axis=1)
-    # Columns are sorted, so a stable sort on the values breaks ties by column number.
-    order = np.argsort(-values, axis=1, kind="stable")
-    columns = np.take_along_axis(columns, order, axis=1)
-    values = np.take_along_axis(values, order, axis=1)
-    found = (values > 0).sum(axis=1).tolist()
-    return (
-        [row[:n] for row, n in zip(columns.tolist(), found)],
-        [row[:n] for row, n in zip(values.tolist(), found)],
-    )
-
-
-def _gather_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenation of ``range(start, end)`` for each pair, vectorised."""
-    lengths = ends - starts
-    total = int(lengths.sum())
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return offsets + np.arange(total)
 
 
 class TfIdf(Retriever):
@@ -127,6 +98,7 @@ class TfIdf(Retriever):
         self._rows: dict[Hashable, int] = {}
         self._matrix: Any = None  # CSR (documents, vocabulary), float32
         self._matrix_t: Any = None  # its transpose, cached for searches
+        self._postings: Postings | None = None  # the transpose's posting lists, cached for searches
         self._fast: tuple | None = None  # see _fast_transform
         if documents is not None:
             self.add(documents)
@@ -189,60 +161,52 @@ class TfIdf(Retriever):
         self._keys = old_keys + keys
         self._rows = {key: row for row, key in enumerate(self._keys)}
         self._matrix_t = None
+        self._postings = None
         self._fast = None
         return self
 
     def _query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
-        """Columns and L2-normalised TF-IDF weights of ``query`` (as ``self.tfidf.transform``).
+        """Columns (in order of first appearance) and L2-normalised TF-IDF weights of ``query``,
+        as ``self.tfidf.transform`` computes them."""
+        return self._analyse([query])[0]
 
-        scikit-learn's ``transform`` validates its input at every call, which
-        costs more than the work for one short query; for the standard settings
-        this computes the row directly: counts, times idf, L2 norm.
+    def _analyse(self, queries: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`_query_terms` of each query.
+
+        scikit-learn's ``transform`` validates its input at every call, which costs more than the
+        work for a few short queries; for the standard settings this computes each row directly:
+        counts, times idf, L2 norm. With ``char_wb`` n-grams (the default) the n-grams of a word
+        and their columns are looked up once per call, however many queries use the word.
         """
         fast = self._fast_transform()
         if fast is None:
-            row = self.tfidf.transform([query]).tocsr()
-            return row.indices.astype(np.int64), row.data.astype(np.float64)
+            rows = self.tfidf.transform(queries).tocsr()  # row by row, as one query at a time
+            bounds = rows.indptr.tolist()
+            return [
+                (rows.indices[a:b].astype(np.int64), rows.data[a:b].astype(np.float64))
+                for a, b in zip(bounds, bounds[1:])
+            ]
         analyzer, vocabulary, idf = fast
-        counts: dict[int, int] = {}
-        for gram in analyzer(query):
-            column = vocabulary.get(gram)
-            if column is not None:
-                counts[column] = counts.get(column, 0) + 1
-        columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
-        weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * idf[columns]
-        norm = np.sqrt(weights @ weights)
-        return columns, weights / norm if norm > 0 else weights
-
-    def _scores(self, query: str, out: np.ndarray) -> None:
-        """Cosine similarity of ``query`` with every document, written into ``out``.
-
-        Each query term adds its weight times the term's posting list (a row of
-        the transposed document matrix): one ``bincount`` per query, no sparse
-        matrix objects on the way.
-        """
-        columns, weights = self._query_terms(query)
-        matrix_t = self._matrix_t
-        starts, ends = matrix_t.indptr[columns], matrix_t.indptr[columns + 1]
-        if int((ends - starts).sum()) > _BINCOUNT_POSTINGS:
-            # Long posting lists: scipy's sparse product accumulates them faster than numpy.
-            import scipy.sparse as sp
-
-            order = np.argsort(columns)
-            index_dtype = matrix_t.indices.dtype  # matching dtypes: scipy would copy the matrix otherwise
-            row = sp.csr_matrix(
-                (
-                    weights[order].astype(np.float32),
-                    columns[order].astype(index_dtype),
-                    np.array([0, len(columns)], dtype=index_dtype),
-                ),
-                shape=(1, matrix_t.shape[0]),
-            )
-            out[:] = (row @ matrix_t).toarray()[0]
-            return
-        positions = _gather_ranges(starts, ends)
-        contributions = matrix_t.data[positions] * np.repeat(weights, ends - starts)
-        out[:] = np.bincount(matrix_t.indices[positions], weights=contributions, minlength=len(self._keys))
+        get = vocabulary.get
+        analysed = []
+        known: dict[str, list[int]] = {}  # a word's known n-grams' columns, in order
+        for query in queries:
+            if isinstance(analyzer, WordBoundedAnalyzer):
+                sequence: list[int] = []
+                for word in analyzer.prepare(query).split():
+                    columns_of_word = known.get(word)
+                    if columns_of_word is None:
+                        grams = analyzer.word_ngrams(word)
+                        columns_of_word = known[word] = [c for c in map(get, grams) if c is not None]
+                    sequence += columns_of_word
+                counts = Counter(sequence)
+            else:
+                counts = Counter(c for c in map(get, analyzer(query)) if c is not None)
+            columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+            weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * idf[columns]
+            norm = np.sqrt(weights @ weights)
+            analysed.append((columns, weights / norm if norm > 0 else weights))
+        return analysed
 
     def _fast_transform(self) -> tuple[Any, Mapping, np.ndarray] | None:
         """``(analyzer, vocabulary, idf)`` when the direct path matches the vectorizer's settings
@@ -252,28 +216,41 @@ class TfIdf(Retriever):
         return self._fast or None
 
     def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
-        if self._matrix_t is None:
-            self._matrix_t = self._matrix.T.tocsr()
-        keys, n = self._keys, len(self._keys)
-        chunk = max(1, _DENSE_CELLS // n)
-        hits: list[list[dict]] = []
-        for start in range(0, len(queries), chunk):
-            batch = queries[start : start + chunk]
-            scores = np.empty((len(batch), n), dtype=np.float32)
-            for row, query in enumerate(batch):
-                self._scores(query, scores[row])
-            rows, values = top_k_dense(scores, k)
-            hits.extend(
-                make_hits(self.key, [keys[i] for i in row_ids], similarities)
-                for row_ids, similarities in zip(rows, values)
-            )
-        return hits
+        """Every query analysed, then all scored at once (see :mod:`._sparse`).
+
+        A query whose terms' posting lists are short (up to ``_BINCOUNT_POSTINGS`` entries) is
+        accumulated in float64 in its terms' order of first appearance; a longer one in float32
+        over its columns in ascending order. Both are the arithmetic of the query-at-a-time
+        scoring this replaces, so hits are the same bits as before, alone or in a batch.
+        """
+        if self._postings is None:
+            if self._matrix_t is None:
+                self._matrix_t = self._matrix.T.tocsr()
+            matrix_t = self._matrix_t
+            self._postings = Postings(matrix_t.indptr, matrix_t.indices, matrix_t.data, len(self._keys), matrix_t)
+        postings = self._postings
+        analysed = self._analyse(queries)
+        ptr, terms, weights = concatenate(analysed)
+        batch = Queries(ptr, terms, weights, wide=np.ones(len(queries), dtype=bool))
+        work = query_work(postings, batch)
+        batch.wide = work <= _BINCOUNT_POSTINGS
+        for row in np.flatnonzero(~batch.wide).tolist():  # float32 queries: columns in ascending order
+            a, b = ptr[row], ptr[row + 1]
+            order = np.argsort(terms[a:b]) + a
+            terms[a:b], weights[a:b] = terms[order], weights[order]
+        columns, similarities = search(postings, batch, k, work)
+        keys = self._keys
+        return [
+            make_hits(self.key, [keys[i] for i in row_columns], row_similarities)
+            for row_columns, row_similarities in zip(columns, similarities)
+        ]
 
     def _state(self, vectorizer: Any) -> dict[str, Any]:
         # The vectorizer is stored as "tfidf", the layout of the pickles and saves written before it
         # became a property; the derived attributes are rebuilt on load and on the first search.
         state = {"tfidf" if name == "_tfidf" else name: value for name, value in self.__dict__.items()}
         state.update(tfidf=vectorizer, _matrix_t=None, _rows=None, _fast=None)
+        state.pop("_postings", None)  # derived, and not in the layout of earlier saves
         return state
 
     def _get_state(self) -> dict[str, Any]:
@@ -286,7 +263,7 @@ class TfIdf(Retriever):
     def _set_state(self, state: dict[str, Any]) -> None:
         renamed = {"_tfidf" if name == "tfidf" else name: value for name, value in state.items()}
         # Derived: never taken from a state, which a damaged file could have set to anything.
-        renamed.update(_matrix_t=None, _fast=None)
+        renamed.update(_matrix_t=None, _postings=None, _fast=None)
         super()._set_state(renamed)
         self._rows = {key: row for row, key in enumerate(self._keys)}
 
