@@ -20,7 +20,9 @@ __all__ = [
     "as_documents",
     "document_texts",
     "as_matrix",
+    "check_finite",
     "documents_with_vectors",
+    "row_squares",
 ]
 
 
@@ -137,8 +139,11 @@ def document_texts(documents: Sequence[Mapping], on: Sequence[str]) -> list[str]
     return [" ".join(str(document[field]) for field in on) for document in documents]
 
 
-def as_matrix(vectors: Any, name: str, dimension: int | None = None) -> np.ndarray:
-    """Return ``vectors`` as a C-contiguous float32 matrix ``(n, d)``; a 1-D vector is one row."""
+def as_matrix(vectors: Any, name: str, dimension: int | None = None, finite: bool = True) -> np.ndarray:
+    """Return ``vectors`` as a C-contiguous float32 matrix ``(n, d)``; a 1-D vector is one row.
+
+    ``finite=False`` leaves the check for NaN and infinite values to the caller (:func:`check_finite`).
+    """
     try:
         array = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as error:
@@ -157,10 +162,26 @@ def as_matrix(vectors: Any, name: str, dimension: int | None = None) -> np.ndarr
             f"{name} have dimension {array.shape[1]} but the index holds vectors of dimension "
             f"{dimension}. Encode them with the same model as the indexed documents."
         )
+    if finite:
+        check_finite(array, name)
+    return np.ascontiguousarray(array)
+
+
+def check_finite(array: np.ndarray, name: str) -> None:
+    """Raise :class:`InvalidInputError` naming the first rows of ``array`` that hold NaN or infinite values."""
     if not np.isfinite(array).all():
         rows = np.flatnonzero(~np.isfinite(array).all(axis=1))[:5].tolist()
         raise InvalidInputError(f"{name} contain NaN or infinite values (rows {rows}). Check the encoder's output.")
-    return np.ascontiguousarray(array)
+
+
+def row_squares(matrix: np.ndarray) -> np.ndarray:
+    """The squared L2 norm of each row of a float32 matrix (float32): what normalisation divides by the root of.
+
+    Every path that normalises vectors computes them here, so that one query normalised alone and
+    the same query in a batch are divided by the same norm. A NaN or infinite value makes its
+    row's square NaN or infinite (so does a finite value whose square overflows float32).
+    """
+    return np.einsum("ij,ij->i", matrix, matrix)
 
 
 def documents_with_vectors(documents: Any, vectors: Any, key: str, owner: str) -> tuple[list, np.ndarray]:

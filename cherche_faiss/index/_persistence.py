@@ -6,10 +6,18 @@ an :class:`~cherche_faiss.index.auto.IndexChoice`) here and nowhere else:
 
 * a **pickle** holds the constructor parameters, ``_choice`` (a dict:
   ``factory``, ``reason``, ``search_params``, or None), ``_device``,
-  ``_keys`` (the ``id -> key`` list, None in holes), ``_ids`` (the
-  ``key -> id`` dict), ``index_bytes`` (the CPU index serialised, a uint8
-  array: pickle protocol 5 passes it out of band) and, with them,
-  ``index_checksum`` (block CRC32s of those bytes);
+  ``_keys`` (the ``id -> key`` sequence, None in holes), ``_ids`` (the
+  ``key -> id`` mapping), ``index_bytes`` (the CPU index serialised, a uint8
+  array: pickle protocol 5 passes it as one buffer) and, with them,
+  ``index_checksum`` (block CRC32s of those bytes, and ``start``: where
+  FAISS' bytes begin, after the padding that aligns a flat index's vectors).
+  Keys that are all 64-bit ints or all strings are stored packed
+  (:class:`~cherche_faiss.index._packed_keys.PackedKeys`, :class:`~cherche_faiss.index._packed_keys.PackedIds`:
+  one array, no dict), other keys as a list and a dict, as every pickle
+  before them (a checksum without ``start`` starts at 0); both load. The
+  index is read back in place (``read_index_in_place``): FAISS keeps its
+  vectors in the buffer pickle read, and the index copies them into memory
+  of its own before its first change (``_own_storage``);
 * a **safe-format save** (:func:`cherche_faiss.persist.save`) holds the
   parameters, ``_choice``, ``_device``, ``_keys``, ``_index`` (the CPU
   ``faiss.Index`` itself, written with ``faiss.write_index`` so that it can
@@ -29,7 +37,8 @@ from .._core.checksum import block_crc32
 from .._core.device import faiss_load_device, resolve_faiss_device
 from ..exceptions import CorruptFileError, IncompatibleStateError
 from ._keys import KeyTable
-from ._raw import faiss_module, read_index_from
+from ._packed_keys import pack, table_from_pickle
+from ._raw import read_index_from, read_index_in_place, serialize_aligned
 from ._search_params import check_search_params
 from .auto import IndexChoice
 
@@ -87,6 +96,7 @@ class PersistenceMixin:
     _choice: IndexChoice | None
     _device: str
     _mapped: bool
+    _in_place: np.ndarray | None
     factory: Any
 
     if TYPE_CHECKING:  # provided by FaissIndex (and Component)
@@ -104,7 +114,7 @@ class PersistenceMixin:
 
     # -- pickles -------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
-        keys, ids = self._table.state()
+        keys, ids = pack(self._table)
         state = {
             **self._params(),
             "_choice": choice_to_state(self._choice),
@@ -115,9 +125,9 @@ class PersistenceMixin:
         if self._index is None:
             state["index_bytes"] = None
         else:
-            data = faiss_module().serialize_index(self._cpu_index())
+            data, start = serialize_aligned(self._cpu_index())
             state["index_bytes"] = data
-            state["index_checksum"] = {"algorithm": CHECKSUM, "values": block_crc32(data)}
+            state["index_checksum"] = {"algorithm": CHECKSUM, "values": block_crc32(data.data), "start": start}
         return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -125,7 +135,7 @@ class PersistenceMixin:
         data = state.pop("index_bytes")
         checksum = state.pop("index_checksum", None)
         saved_device = state.pop("_device")
-        self._table = KeyTable.from_pickled(state.pop("_keys"), state.pop("_ids"))
+        self._table = table_from_pickle(state.pop("_keys"), state.pop("_ids"))
         self._choice = choice_from_state(state.pop("_choice"))
         params = {name: state.pop(name) for name in self._param_names()}
         if state:
@@ -134,13 +144,15 @@ class PersistenceMixin:
             )
         for name, value in params.items():
             setattr(self, name, value)
-        self._attach(self._read_pickled_index(data, checksum), faiss_load_device(saved_device))
+        index, in_place = self._read_pickled_index(data, checksum)
+        self._attach(index, faiss_load_device(saved_device), in_place=in_place)
 
     @staticmethod
-    def _read_pickled_index(data: Any, checksum: Any) -> Any:
-        """The CPU ``faiss.Index`` of a pickle's ``index_bytes``, checked against its checksum."""
+    def _read_pickled_index(data: Any, checksum: Any) -> tuple[Any, np.ndarray | None]:
+        """The CPU ``faiss.Index`` of a pickle's ``index_bytes``, checked against its checksum, and the
+        bytes it reads in place (None when it owns its memory)."""
         if data is None:
-            return None
+            return None, None
         data = np.frombuffer(memoryview(data), dtype=np.uint8)
         if not isinstance(checksum, dict) or checksum.get("algorithm") != CHECKSUM:
             raise IncompatibleStateError(
@@ -153,8 +165,15 @@ class PersistenceMixin:
                 "do not match their checksum: the pickle was truncated or altered. "
                 "Load an intact copy or rebuild the index."
             )
+        start = checksum.get("start", 0)
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < max(1, data.nbytes):
+            raise IncompatibleStateError(f"the start of the index bytes inside this pickled FaissIndex is {start!r}.")
+        body = data[start:]
         try:
-            return read_index_from(data)
+            index = read_index_in_place(body)
+            if index is not None:
+                return index, body
+            return read_index_from(body), None
         except RuntimeError as error:
             raise CorruptFileError(f"FAISS could not read the index stored in this pickle: {error}") from None
 
@@ -165,7 +184,7 @@ class PersistenceMixin:
             # A faiss.Index given as factory is the index itself (or wrapped by it): stored once,
             # as the index; the parameter keeps its description.
             params["factory"] = self.factory_used
-        keys, _ = self._table.state()
+        keys = self._table.by_id
         return {
             **params,
             "_choice": choice_to_state(self._choice),
@@ -200,10 +219,11 @@ class PersistenceMixin:
     def _check_loaded(self) -> None:
         check_choice(self._choice)
 
-    def _attach(self, index: Any, device: str, mapped: bool = False) -> None:
+    def _attach(self, index: Any, device: str, mapped: bool = False, in_place: np.ndarray | None = None) -> None:
         """Adopt ``index`` (a CPU ``faiss.Index`` or None) read back for the key table,
-        then move it to ``device``."""
+        then move it to ``device``; ``in_place``: the bytes it reads in place (see ``_own_storage``)."""
         self._use_index(index)
+        self._in_place = in_place
         self._device = "cpu"
         self._mapped = False
         if index is None:

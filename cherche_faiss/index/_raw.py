@@ -15,6 +15,7 @@ import numpy as np
 from ..exceptions import DimensionMismatchError, InvalidInputError, InvalidTypeError
 
 __all__ = [
+    "adds_row_by_row",
     "check_adoptable",
     "faiss_module",
     "flat_storage_view",
@@ -22,11 +23,16 @@ __all__ = [
     "index_from_factory",
     "metric_type",
     "read_index_from",
+    "read_index_in_place",
     "reconstruct_batch",
     "remove_ids",
     "reserve_flat_codes",
+    "serialize_aligned",
     "with_ids",
 ]
+
+# Boundary the vectors of a flat index are placed at inside the bytes :func:`serialize_aligned` writes.
+ALIGNMENT = 16
 
 
 def faiss_module() -> Any:
@@ -88,15 +94,61 @@ def with_ids(index: Any) -> Any:
     return faiss.IndexIDMap2(index)
 
 
-def read_index_from(data: np.ndarray) -> Any:
-    """Read a serialised index straight from ``data``.
+def serialize_aligned(index: Any) -> tuple[np.ndarray, int]:
+    """``(data, start)``: ``index`` serialised as ``faiss.serialize_index`` does, after ``start`` padding bytes.
 
-    ``faiss.deserialize_index`` first copies the bytes into a zero-filled
-    vector of its own, then reads the index from there; a callback reader
-    hands FAISS slices of ``data`` instead, which loads as fast as
-    ``faiss.read_index`` from a file.
+    The padding puts the vectors of an id-mapped ``IndexFlat`` at an offset that is a multiple of
+    :data:`ALIGNMENT` (``start`` is 0 for other indexes), so that a buffer of these bytes read back in
+    place (:func:`read_index_in_place`) leaves them aligned for NumPy's BLAS. The offset is that of an
+    empty index of the same shape: the header is as long, the codes follow it.
     """
     faiss = faiss_module()
+    start = 0
+    if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        inner = faiss.downcast_index(index.index)
+        if isinstance(inner, faiss.IndexFlat):
+            twin = faiss.IndexIDMap2(faiss.IndexFlat(inner.d, inner.metric_type))
+            twin.index.metric_arg = inner.metric_arg
+            codes_offset = len(faiss.serialize_index(twin)) - 8  # the empty id map's length follows the codes
+            start = -codes_offset % ALIGNMENT
+    writer = faiss.VectorIOWriter()
+    if start:
+        writer.data.resize(start)  # zeros, which FAISS writes after
+    faiss.write_index(index, writer)
+    return faiss.vector_to_array(writer.data), start
+
+
+def read_index_in_place(data: np.ndarray) -> Any:
+    """Read a serialised index whose large arrays (flat codes, inverted lists, the HNSW graph) stay in ``data``.
+
+    FAISS (1.11 and later: ``faiss.ZeroCopyIOReader``) then views ``data`` instead of copying it:
+    nothing is read twice, and ``data`` is kept alive by the index returned (its
+    ``referenced_objects``). Such an index must not change size (FAISS aborts when it resizes a
+    view): :func:`read_index_from` makes the owning copy it needs first. None when this FAISS
+    cannot read in place.
+    """
+    faiss = faiss_module()
+    reader_class = getattr(faiss, "ZeroCopyIOReader", None)
+    if reader_class is None:  # pragma: no cover - FAISS before 1.11
+        return None
+    index = faiss.read_index(reader_class(faiss.swig_ptr(data), data.nbytes))
+    faiss.add_to_referenced_objects(index, data)
+    return index
+
+
+def read_index_from(data: np.ndarray) -> Any:
+    """Read a serialised index from ``data`` into memory of its own (``data`` may be dropped after).
+
+    ``faiss.deserialize_index`` first copies the bytes into a zero-filled
+    vector of its own, then reads the index from there; a buffered reader
+    over ``data`` (a callback reader before FAISS 1.11) hands FAISS slices of
+    it instead, which loads as fast as ``faiss.read_index`` from a file.
+    """
+    faiss = faiss_module()
+    if hasattr(faiss, "ZeroCopyIOReader"):
+        # The zero-copy reader hands out views; behind a buffered reader FAISS copies what it reads.
+        source = faiss.ZeroCopyIOReader(faiss.swig_ptr(data), data.nbytes)
+        return faiss.read_index(faiss.BufferedIOReader(source, 1 << 22))
     # ndarray.data is memoryview(data); numpy's stubs give ndarray no __buffer__ before Python 3.12.
     view = data.data.cast("B")
     position = 0
@@ -119,6 +171,18 @@ def _flat_codes(index: Any) -> Any:
     if isinstance(core, faiss.IndexHNSW):
         core = faiss.downcast_index(core.storage)
     return core if isinstance(core, faiss.IndexFlatCodes) else None
+
+
+def adds_row_by_row(index: Any) -> bool:
+    """Whether ``index`` adds each vector on its own, so that vectors added in several calls build the
+    same index as in one: flat codes behind an id map (flat, PQ, SQ), IVF indexes. Graphs (HNSW) link
+    each batch as a whole, and other indexes are not known to."""
+    faiss = faiss_module()
+    if faiss.try_extract_index_ivf(index) is not None:
+        return True
+    if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        return isinstance(faiss.downcast_index(index.index), faiss.IndexFlatCodes)
+    return False
 
 
 def reserve_flat_codes(index: Any, total: int) -> None:

@@ -8,12 +8,13 @@ parameters passed per call (see ``_search_params``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from .._core.validation import check_positive_int
+from .._core.validation import check_positive_int, row_squares
 from ._exact import inner_product_top_k
 from ._keys import KeyTable
 from ._raw import hnsw_exhaustive_ids
@@ -36,6 +37,20 @@ __all__ = ["SearchMixin"]
 
 # Distinct (index, parameters) pairs whose faiss.SearchParameters are kept.
 _PARAMETERS_KEPT = 64
+_FLOAT32 = np.dtype(np.float32)
+_INFINITY = float("inf")
+_isfinite = math.isfinite
+
+
+_SWIG_PTR: list[Any] = []  # faiss.swig_ptr, once faiss is imported (on first use, as everywhere)
+
+
+def _swig_ptr() -> Any:
+    if not _SWIG_PTR:
+        import faiss
+
+        _SWIG_PTR.append(faiss.swig_ptr)
+    return _SWIG_PTR[0]
 
 
 class SearchMixin:
@@ -50,7 +65,11 @@ class SearchMixin:
     _choice: IndexChoice | None
     # (id(index), params) -> (index, faiss.SearchParameters): see _faiss_parameters.
     _parameters_cache: dict[tuple, tuple[Any, Any]]
+    # (index, choice, search_params, faiss.SearchParameters) of the defaults: see _default_parameters.
+    _defaults: tuple | None
+    _dimension: int | None  # the index's d, read once per index (see FaissIndex._use_index)
     metric: str
+    normalize: bool
     search_params: dict[str, int]
 
     if TYPE_CHECKING:  # provided by FaissIndex
@@ -82,7 +101,42 @@ class SearchMixin:
             keys. A query gets fewer than ``k`` results when the index holds
             fewer vectors or an approximate index finds fewer.
         """
+        if not search_params:
+            found = self._search_one(queries, k)
+            if found is not None:
+                return found
         return self.search_prepared(self.prepare(queries, "queries"), k, **search_params)
+
+    def _search_one(self, query: Any, k: Any) -> tuple[list[list[float]], list[list[Hashable]]] | None:
+        """:meth:`search` of one float32, C-contiguous query (``(d,)`` or ``(1, d)``) with the default
+        parameters, without the general checks; None when anything would need them.
+
+        The cheap tests here admit only input the general path accepts, and the
+        query is normalised exactly as :meth:`prepare` does it (the same row
+        norm, the same float32 division), so the hits are the same; anything
+        else (another dtype or shape, NaN or infinite values, a zero vector, an
+        invalid ``k``, an empty index) goes the general way, which raises its
+        usual errors.
+        """
+        if type(query) is not np.ndarray or query.dtype != _FLOAT32 or not query.flags.c_contiguous:
+            return None
+        if type(k) is not int or k < 1 or self._index is None:
+            return None
+        if query.ndim == 1:
+            query = query[None, :]
+        elif query.ndim != 2 or query.shape[0] != 1:
+            return None
+        held = len(self._table)
+        if not held or query.shape[1] != self._dimension:
+            return None
+        if self.normalize:
+            squares = row_squares(query)
+            if not 0.0 < squares[0] < _INFINITY:  # NaN, infinite (or overflowing) values, a zero vector
+                return None
+            query = query / np.sqrt(squares)[:, None]
+        elif not _isfinite(float(query[0] @ query[0])):
+            return None  # NaN or infinite values (or values whose square overflows): checked the long way
+        return self._hits(query, min(k, held), self._default_parameters())
 
     def search_prepared(
         self, matrix: np.ndarray, k: int, **search_params: int
@@ -91,17 +145,31 @@ class SearchMixin:
         (callers that check a whole batch once, then search it in chunks)."""
         self.check_indexed()
         k = min(check_positive_int(k, "k", allow_none=False), len(self._table))
-        params = self._default_search_params()
         if search_params:
+            params = self._default_search_params()
             params.update(check_search_params(search_params, "search parameters"))
-        scores, ids = self.search_ids(matrix, k, params)
-        keys_by_id = self._table.by_id
-        similarities, keys = [], []
-        for score_row, id_row in zip(scores.tolist(), ids.tolist()):
+            parameters = self._faiss_parameters(params)
+        else:
+            parameters = self._default_parameters()
+        return self._hits(matrix, k, parameters)
+
+    def _hits(self, matrix: np.ndarray, k: int, parameters: Any) -> tuple[list[list[float]], list[list[Hashable]]]:
+        """Similarities and keys of the ``k`` nearest vectors of each row of ``matrix``, as lists."""
+        scores, ids = self._search_with(matrix, k, parameters)
+        table = self._table
+        if len(ids) == 1:
+            row = ids[0]
             # FAISS pads missing results with id -1 at the end of the row.
-            found = len(id_row) if id_row[-1] >= 0 else id_row.index(-1)
+            found = k if row[k - 1] >= 0 else int(np.argmin(row >= 0))
+            return [scores[0, :found].tolist()], [table.keys_at(row[:found])]
+        # One gather for the whole batch from an int64 column (padding ids read row 0, then are cut off).
+        gathered = table.keys_at(np.maximum(ids, 0)) if table.int_column else None
+        keys_by_id = table.by_id if gathered is None else []
+        similarities, keys = [], []
+        for number, (score_row, id_row) in enumerate(zip(scores.tolist(), ids.tolist())):
+            found = k if id_row[-1] >= 0 else id_row.index(-1)
             similarities.append(score_row[:found])
-            keys.append([keys_by_id[i] for i in id_row[:found]])
+            keys.append(gathered[number][:found] if gathered is not None else [keys_by_id[i] for i in id_row[:found]])
         return similarities, keys
 
     def search_ids(self, matrix: np.ndarray, k: int, params: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +191,10 @@ class SearchMixin:
         similarities, ids
             ``(nq, k)`` float32 and int64 arrays, best first.
         """
+        return self._search_with(matrix, k, self._faiss_parameters(params))
+
+    def _search_with(self, matrix: np.ndarray, k: int, parameters: Any) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search_ids` with the ``faiss.SearchParameters`` object (or None) already made."""
         flat = self._flat_storage()
         # A memory-mapped FAISS file leaves the vectors at an odd address: NumPy would then
         # skip BLAS (slower than FAISS' own search there), so FAISS searches those.
@@ -130,8 +202,22 @@ class SearchMixin:
             vectors, id_map = flat
             scores, rows = inner_product_top_k(vectors, matrix, k)
             return scores, id_map[rows]
-        parameters = self._faiss_parameters(params)
-        scores, ids = self._index.search(matrix, k, params=parameters)
+        index = self._index
+        search_c = getattr(index, "search_c", None)
+        if (
+            search_c is not None
+            and matrix.dtype == _FLOAT32
+            and matrix.ndim == 2
+            and matrix.shape[1] == self._dimension
+            and matrix.flags.c_contiguous
+        ):
+            # What faiss' own Index.search wrapper does once it has checked its input (checked here).
+            n, pointer = len(matrix), _swig_ptr()
+            scores = np.empty((n, k), dtype=np.float32)
+            ids = np.empty((n, k), dtype=np.int64)
+            search_c(n, pointer(matrix), k, pointer(scores), pointer(ids), parameters)
+        else:
+            scores, ids = index.search(matrix, k, params=parameters)
         return (-scores if self.metric == "l2" else scores), ids
 
     def exhaustive_ids(self, matrix: np.ndarray, k: int) -> np.ndarray:
@@ -165,6 +251,21 @@ class SearchMixin:
             # The index is kept beside its parameters so that its id() cannot be reused meanwhile.
             cache[key] = (self._index, faiss_search_parameters(self._index, params, self.factory_used))
         return cache[key][1]
+
+    def _default_parameters(self) -> Any:
+        """``_faiss_parameters(_default_search_params())``, remembered while the index, its choice and
+        ``search_params`` stay the same (a single query should not rebuild and sort a dict)."""
+        known = self._defaults
+        if (
+            known is not None
+            and known[0] is self._index
+            and known[1] is self._choice
+            and known[2] == self.search_params
+        ):
+            return known[3]
+        parameters = self._faiss_parameters(self._default_search_params())
+        self._defaults = (self._index, self._choice, dict(self.search_params), parameters)
+        return parameters
 
     def _default_search_params(self) -> dict[str, int]:
         """What "auto" chose, overridden by ``search_params`` (given, set or tuned)."""

@@ -10,15 +10,16 @@ leaves the index unchanged when anything is wrong with it; a stream
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._core.progress import progress
-from .._core.validation import as_matrix, check_positive_int
+from .._core.validation import as_matrix, check_finite, check_positive_int, row_squares
 from ..exceptions import IncompatibleStateError, InvalidInputError, UnknownKeyError
-from ._keys import KeyTable, check_keys
+from ._keys import KeyTable, check_keys, int_keys
 from ._raw import remove_ids
 from ._stream import add_stream
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
 
 __all__ = ["UpdatesMixin"]
+
+# Bytes of normalised vectors handed to FAISS at once by _add_rows (a block stays in the CPU's caches).
+_BLOCK_BYTES = 1 << 20
 
 
 class UpdatesMixin:
@@ -56,21 +60,40 @@ class UpdatesMixin:
         def _train_if_needed(self, matrix: np.ndarray, show_progress: bool = False) -> None: ...
         def _release_freed_heap(self) -> bool: ...
         def _forget_views(self) -> None: ...
+        def _own_storage(self) -> None: ...
+        def _adds_in_blocks(self) -> bool: ...
+        def _reserve_rows(self, n: int) -> None: ...
 
     def prepare(self, vectors: Any, name: str = "queries") -> np.ndarray:
         """Validate ``vectors`` (shape, dimension, finite values) and normalise them as the index does."""
-        matrix = as_matrix(vectors, name, self.d if self._index is not None else self.dimension)
-        if self.normalize:
-            norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))[:, None]
-            if not norms.all():  # checked cheaply; the rows are found only to say which
-                zero = np.flatnonzero(norms[:, 0] == 0)
-                raise InvalidInputError(
-                    f"{name} rows {zero[:5].tolist()} are zero vectors, which cannot be normalised "
-                    "(cosine similarity is undefined for them). Remove those rows, check the "
-                    "encoder's output for empty texts, or use normalize=False."
-                )
-            matrix = matrix / norms
-        return matrix
+        matrix, norms = self._validated(vectors, name)
+        return matrix if norms is None else matrix / norms[:, None]
+
+    def _validated(self, vectors: Any, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(matrix, norms)``: ``vectors`` checked as :meth:`prepare` checks them, not yet normalised.
+
+        ``norms`` (None without ``normalize``) are what :meth:`prepare` divides the rows by; adding
+        divides them batch by batch instead (see ``_add_rows``), so that a large add never holds a
+        normalised copy of all its vectors. NaN and infinite values are found from the row
+        norms (one pass over the vectors, which normalising needs anyway), or from their sum.
+        """
+        matrix = as_matrix(vectors, name, self.d if self._index is not None else self.dimension, finite=False)
+        if not self.normalize:
+            if not math.isfinite(float(matrix.sum())):  # a NaN or an infinity makes the sum one
+                check_finite(matrix, name)  # (values so large that their sum overflows pass)
+            return matrix, None
+        squares = row_squares(matrix)
+        if not np.isfinite(squares).all():
+            check_finite(matrix, name)  # NaN or infinite values raise; squares that overflowed pass, as before
+        norms = np.sqrt(squares)
+        if not norms.all():  # checked cheaply; the rows are found only to say which
+            zero = np.flatnonzero(norms == 0)
+            raise InvalidInputError(
+                f"{name} rows {zero[:5].tolist()} are zero vectors, which cannot be normalised "
+                "(cosine similarity is undefined for them). Remove those rows, check the "
+                "encoder's output for empty texts, or use normalize=False."
+            )
+        return matrix, norms
 
     def add(self, vectors: Any, keys: Sequence[Hashable], show_progress: bool = False) -> Self:
         """Add (or replace) one vector per key.
@@ -94,9 +117,9 @@ class UpdatesMixin:
         FaissIndex
             ``self``, so that calls chain.
         """
-        matrix = self.prepare(vectors, "vectors")
+        matrix, norms = self._validated(vectors, "vectors")
         keys = check_keys(keys, len(matrix))
-        return self._add_prepared(matrix, keys, show_progress)
+        return self._add_prepared(matrix, keys, show_progress, norms)
 
     def add_batches(
         self,
@@ -150,33 +173,79 @@ class UpdatesMixin:
         return not self._index.is_trained
 
     def _check_writable(self) -> None:
+        """Raise for a memory-mapped index; give an index read in place from a pickle memory of its own."""
         if self._mapped:
             raise InvalidInputError(
                 "this index was loaded with mmap=True: its vectors are read from the saved files, "
                 "which are never modified in place, so it cannot add or remove vectors. Load it "
                 "with cherche_faiss.load(path, mmap=False) to change it, then save it again."
             )
+        self._own_storage()
 
-    def _add_prepared(self, matrix: np.ndarray, keys: list[Hashable], show_progress: bool = False) -> Self:
+    def _add_prepared(
+        self, matrix: np.ndarray, keys: list[Hashable], show_progress: bool = False, norms: np.ndarray | None = None
+    ) -> Self:
+        """Add validated vectors under ``keys`` (checked): normalised already, or to be divided by ``norms``."""
         if not keys:
             return self
         self._check_writable()
-        # The last occurrence of a repeated key wins, as in a dict.
-        last = {key: row for row, key in enumerate(keys)}
-        if len(last) != len(keys):
-            rows = np.fromiter(sorted(last.values()), dtype=np.int64)
-            matrix, keys = matrix[rows], [keys[row] for row in rows]
+        table = self._table
+        ints = int_keys(keys) if table.int_column or not table.next_id else None
+        fresh = ints is not None and table.new_keys(ints)  # increasing ints above all: no repeat, none held
+        if not fresh:
+            # The last occurrence of a repeated key wins, as in a dict.
+            last = dict(zip(keys, range(len(keys))))
+            if len(last) != len(keys):
+                rows = np.fromiter(sorted(last.values()), dtype=np.int64)
+                matrix, keys = matrix[rows], [keys[row] for row in rows]
+                norms = None if norms is None else norms[rows]
+                ints = None if ints is None else ints[rows]
         if self._index is None:
             self._build(matrix.shape[1], len(keys))
+        if norms is not None and not self._index.is_trained:
+            matrix, norms = matrix / norms[:, None], None  # the training sample is drawn from normalised rows
         self._train_if_needed(matrix, show_progress)
-        replaced = [id_ for id_ in map(self._table.id_of, keys) if id_ >= 0]
-        if replaced:
-            self._remove_ids(np.asarray(replaced, dtype=np.int64), replacing=True)
-        start = self._table.next_id
+        if not fresh and len(table):
+            held = table.ids_of(keys)
+            replaced = held[held >= 0]
+            if len(replaced):
+                self._remove_ids(replaced, replacing=True)
         self._forget_views()
-        self._index.add_with_ids(matrix, np.arange(start, start + len(keys), dtype=np.int64))
-        self._table.append(keys)  # after FAISS took them: a failed add leaves the table as it was
+        self._add_rows(matrix, norms, keys, ints)
         return self
+
+    def _add_rows(self, matrix: np.ndarray, norms: np.ndarray | None, keys: list[Hashable], ints: Any) -> None:
+        """Hand the rows to FAISS under the next ids, then give ``keys`` those ids.
+
+        Rows still to be normalised go in blocks of about a MiB, divided by their norms into one
+        reused buffer that FAISS copies from (flat storage reserved first when the index is empty),
+        where the index adds rows one by one anyway (flat codes, IVF lists on the CPU): no
+        normalised copy of the whole batch, each block read while it is in cache. Other indexes
+        (HNSW, GPU ...) get the normalised batch whole, in one call, as they always did.
+        """
+        n, start = len(matrix), self._table.next_id
+        ids = np.arange(start, start + n, dtype=np.int64)
+        if norms is not None and not self._adds_in_blocks():
+            matrix, norms = matrix / norms[:, None], None
+        if norms is None:
+            self._index.add_with_ids(matrix, ids)
+            self._table.append(keys, ints)  # after FAISS took them: a failed add leaves the table as it was
+            return
+        self._reserve_rows(n)
+        step = max(1, _BLOCK_BYTES // (4 * matrix.shape[1]))
+        buffer = np.empty((min(step, n), matrix.shape[1]), dtype=np.float32)
+        done = 0
+        try:
+            for first in range(0, n, step):
+                stop = min(first + step, n)
+                block = np.divide(matrix[first:stop], norms[first:stop, None], out=buffer[: stop - first])
+                self._index.add_with_ids(block, ids[first:stop])
+                done = stop
+        except BaseException:
+            if done:  # the blocks FAISS took keep their keys: the table and the index stay in step
+                self._table.append(keys[:done], None if ints is None else ints[:done])
+            raise
+        self._table.append(keys, ints)
 
     def _remove_ids(self, ids: np.ndarray, replacing: bool = False) -> None:
         self._check_writable()

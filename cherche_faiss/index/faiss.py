@@ -27,10 +27,12 @@ from ._keys import KeyTable
 from ._memory import release_free_heap
 from ._persistence import PersistenceMixin, choice_to_state
 from ._raw import (
+    adds_row_by_row,
     check_adoptable,
     faiss_module,
     index_from_factory,
     metric_type,
+    read_index_from,
     reserve_flat_codes,
     with_ids,
 )
@@ -145,6 +147,10 @@ class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin
         # (id(index), params) -> (index, faiss.SearchParameters): see _faiss_parameters.
         self._parameters_cache: dict[tuple, tuple[Any, Any]] = {}
         self._mapped = False  # memory-mapped from a saved file: read-only (see cherche_faiss.persist.load)
+        self._in_place: np.ndarray | None = None  # the pickled bytes FAISS reads in place (see _own_storage)
+        self._dimension: int | None = None  # the index's d, read once per index (a SWIG call costs a query time)
+        self._defaults: tuple | None = None  # the default search parameters' FAISS object: see _default_parameters
+        self._reserved_rows = 0  # vectors the empty flat storage was reserved for: see _reserve_rows
         if not isinstance(factory, str):
             self._adopt(factory)
         elif self.dimension is not None and (factory != "auto" or self.expected_size is not None):
@@ -185,7 +191,23 @@ class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin
         """Make ``index`` the FAISS index held (built, adopted, moved or read back)."""
         self._forget_views()
         self._parameters_cache = {}  # parameter objects of the previous index
+        self._defaults = None
         self._index = index
+        self._in_place = None
+        self._dimension = None if index is None else int(index.d)
+        self._reserved_rows = 0
+
+    def _own_storage(self) -> None:
+        """Give an index read in place from a pickle's bytes memory of its own, before it changes.
+
+        A pickle loads without copying the index (see ``_persistence``): FAISS
+        views its vectors, lists and graph in the bytes pickle read. A view
+        cannot grow (FAISS aborts when it resizes one), so the first add,
+        removal or training reads the bytes again into memory FAISS owns;
+        searches never pay for it.
+        """
+        if self._in_place is not None:
+            self._use_index(read_index_from(self._in_place))
 
     # -- planning and training, as the first vectors arrive -----------------------------
     def _build_for_stream(self, dimension: int, buffered: int, total: int | None) -> bool:
@@ -217,6 +239,24 @@ class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin
             return
         self._forget_views()
         reserve_flat_codes(self._index, total)
+        self._reserved_rows = total
+
+    def _reserve_rows(self, n: int) -> None:
+        """Before ``n`` vectors go into an empty flat index block by block: their storage at once.
+
+        Added block by block, the storage would otherwise grow by reallocation
+        (copying all it holds each time it doubles); one add into an empty index
+        knows how much it needs. An index that holds vectors grows as FAISS
+        grows it, as when they go in in one call.
+        """
+        if self._device == "cpu" and not self._index.ntotal and n > self._reserved_rows:
+            self._forget_views()
+            reserve_flat_codes(self._index, n)
+            self._reserved_rows = n
+
+    def _adds_in_blocks(self) -> bool:
+        """Whether vectors may go in in several calls (the index then ends up the same): see ``_add_rows``."""
+        return self._device == "cpu" and adds_row_by_row(self._index)
 
     def _training_size(self) -> int:
         """Vectors the index is trained on (``train_size``, else the documented default)."""
@@ -287,7 +327,12 @@ class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin
 
     @property
     def faiss_index(self) -> Any:
-        """The underlying ``faiss.Index`` (read it, do not add to it directly)."""
+        """The underlying ``faiss.Index`` (read it, do not add to it directly).
+
+        After a pickle load it reads its vectors in place from the pickle's bytes (which it keeps
+        alive) until this FaissIndex first changes; FAISS aborts the process if it is made to grow
+        then, so add and remove through the FaissIndex.
+        """
         return self._index
 
     @property

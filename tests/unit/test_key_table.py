@@ -11,6 +11,7 @@ from cherche_faiss.exceptions import (
     InvalidTypeError,
 )
 from cherche_faiss.index._keys import KeyTable, check_keys
+from cherche_faiss.index._packed_keys import table_from_pickle
 
 
 def test_ids_are_handed_out_in_order_and_never_reused():
@@ -60,7 +61,7 @@ def test_pickled_form_is_the_list_and_the_dict_themselves():
     table.append(["a", "b"])
     keys, ids = table.state()
     assert keys == ["a", "b"] and ids == {"a": 0, "b": 1}
-    assert KeyTable.from_pickled(keys, ids).by_id is keys
+    assert table_from_pickle(keys, ids).by_id is keys
 
 
 @pytest.mark.parametrize(
@@ -80,9 +81,9 @@ def test_damaged_saved_tables_are_refused(keys, removed, message):
 
 def test_damaged_pickled_tables_are_refused():
     with pytest.raises(IncompatibleStateError, match="not a list and a dict"):
-        KeyTable.from_pickled(("a",), {"a": 0})
+        table_from_pickle(("a",), {"a": 0})
     with pytest.raises(IncompatibleStateError, match="not a list and a dict"):
-        KeyTable.from_pickled(["a"], [("a", 0)])
+        table_from_pickle(["a"], [("a", 0)])
 
 
 def test_check_keys():
