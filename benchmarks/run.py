@@ -32,6 +32,7 @@ WORKLOADS = {
     "server": "HTTP server: micro-batching on and off (towns, MiniLM)",
     "storage": "Save and load: the safe folder format against pickle",
     "torch_free": "Torch-free serving: the ONNX query encoder vs torch vs Cherche",
+    "sparse": "TF-IDF and BM25 alone and in pipelines (Cherche, scikit-learn, bm25s)",
 }
 # Workloads too long for the quick suite: they run at smoke size (CI) and full size
 # (``make bench-full``), or when named with --only.

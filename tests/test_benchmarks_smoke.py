@@ -35,6 +35,7 @@ def test_benchmark_suite_smoke(tmp_path):
         "server",
         "storage",
         "torch_free",
+        "sparse",
     }
     assert report["environment"]["versions"]["faiss"] and report["environment"]["cpu_count"]
     markdown = (tmp_path / "smoke.md").read_text()
