@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
+import numpy as np
+
+from .._core.candidates import Candidates, KeyList, answers_candidates
 from .._core.component import Component
 from .._core.tags import RANKER, RETRIEVER, Tags
 from .._core.validation import check_k, check_positive_int
 from ..exceptions import InvalidInputError
-from .fusion import FUSIONS, reciprocal_rank_fusion, vote_fusion, weighted_score_fusion
+from .fusion import FUSIONS, Fused, as_hits, fuse_reciprocal_ranks, fuse_votes, fuse_weighted_scores
 from .operators import ComposeMixin, add_once, needs_documents, register
 
 __all__ = ["Union", "Intersection", "Vote"]
@@ -93,10 +96,11 @@ class _Fusion(ComposeMixin, Component):
         add_once(self.models, documents, **kwargs)
         return self
 
-    def _fuse(self, rankings: list[list[Mapping]]) -> list[dict]:
+    def _fuse(self, keys: list[list[Hashable]], similarities: list[list[float]]) -> Fused:
+        """One query's fused ranking, from each model's keys and similarities, best first."""
         if self.fusion == "weighted":
-            return weighted_score_fusion(self.key, rankings, self.weights, self.normalization, self._require_all)
-        return reciprocal_rank_fusion(self.key, rankings, self.c, self.weights, self._require_all)
+            return fuse_weighted_scores(keys, similarities, self.weights, self.normalization, self._require_all)
+        return fuse_reciprocal_ranks(keys, self.c, self.weights, self._require_all)
 
     def __call__(
         self, q: Any, k: int | None = None, batch_size: int | None = None, documents: Any = None, **kwargs: Any
@@ -115,8 +119,44 @@ class _Fusion(ComposeMixin, Component):
             else:
                 hits = model(q, batch_size=batch_size, **kwargs)
             per_model.append([hits] if single else hits)
-        fused = [self._fuse(list(rankings))[:k] for rankings in zip(*per_model)]
+        key, fused = self.key, []
+        for rankings in zip(*per_model):
+            keys = [[hit[key] for hit in hits] for hits in rankings]
+            similarities = [[hit["similarity"] for hit in hits] for hits in rankings]
+            fused.append(as_hits(key, rankings, self._fuse(keys, similarities))[:k])
         return fused[0] if single else fused
+
+    def _call_candidates(
+        self, q: Any, k: int | None, batch_size: int | None, candidates: Candidates | None, **kwargs: Any
+    ) -> tuple[Candidates, bool]:
+        """:meth:`__call__` on :class:`Candidates`: each model answers candidates, then each query's are
+        fused by key (a key space of the call's own: the keys each query's fusion found)."""
+        k = check_k(k) or self.k
+        batch_size = check_positive_int(batch_size, "batch_size")
+        per_model, single = [], True
+        for model in self.models:
+            if needs_documents(model) and candidates is None:
+                raise InvalidInputError(
+                    f"{type(model).__name__} in this {type(self).__name__} ranks candidates: pass documents=[...]."
+                )
+            found, single = model._call_candidates(
+                q, None, batch_size, candidates if needs_documents(model) else None, **kwargs
+            )
+            per_model.append(found)
+        documents: list[Hashable] = []
+        rows, scores = [], []
+        for number in range(len(per_model[0])):
+            keys = [found.space.keys_at(found.rows[number]) for found in per_model]
+            similarities = [found.scores[number].tolist() for found in per_model]
+            fused = self._fuse(keys, similarities)
+            found_documents = fused.documents[:k]
+            rows.append(np.arange(len(documents), len(documents) + len(found_documents), dtype=np.int64))
+            scores.append(np.asarray(fused.scores[:k], dtype=np.float64))
+            documents.extend(found_documents)
+        return Candidates(KeyList(documents), rows, scores), single
+
+    def _answers_candidates(self) -> bool:
+        return all(answers_candidates(model) for model in self.models)
 
     def __repr__(self) -> str:
         options = f"fusion={self.fusion!r}, c={self.c}, weights={self.weights}, k={self.k}"
@@ -153,8 +193,8 @@ class Vote(_Fusion):
     """Documents ranked by how many models return them (``a * b``); the
     similarity is the (weighted) number of votes, ties broken by reciprocal rank fusion."""
 
-    def _fuse(self, rankings: list[list[Mapping]]) -> list[dict]:
-        return vote_fusion(self.key, rankings, self.c, self.weights)
+    def _fuse(self, keys: list[list[Hashable]], similarities: list[list[float]]) -> Fused:
+        return fuse_votes(keys, self.c, self.weights)
 
 
 register("|", Union._join)

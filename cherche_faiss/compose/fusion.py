@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import InvalidInputError
 
-__all__ = ["reciprocal_rank_fusion", "weighted_score_fusion", "vote_fusion", "normalize_scores", "FUSIONS"]
+__all__ = [
+    "FUSIONS",
+    "Fused",
+    "as_hits",
+    "fuse_reciprocal_ranks",
+    "fuse_votes",
+    "fuse_weighted_scores",
+    "normalize_scores",
+    "reciprocal_rank_fusion",
+    "vote_fusion",
+    "weighted_score_fusion",
+]
 
 Hits = Sequence[Mapping[str, Any]]
 
@@ -37,34 +49,42 @@ def normalize_scores(scores: Sequence[float], method: str | None) -> list[float]
     raise InvalidInputError(f"normalization must be 'minmax', 'zscore' or None, got {method!r}.")
 
 
-def _weights(rankings: Sequence[Hits], weights: Sequence[float] | None) -> list[float]:
+def _weights(count: int, weights: Sequence[float] | None) -> list[float]:
     if weights is None:
-        return [1.0] * len(rankings)
-    if len(weights) != len(rankings):
-        raise InvalidInputError(f"got {len(weights)} weights for {len(rankings)} rankings; pass one weight per model.")
+        return [1.0] * count
+    if len(weights) != count:
+        raise InvalidInputError(f"got {len(weights)} weights for {count} rankings; pass one weight per model.")
     return [float(weight) for weight in weights]
 
 
+@dataclass
+class Fused:
+    """What a fusion found for one query: ``documents`` (keys) best first, their fused ``scores``,
+    and for each the ``(list number, rank)`` of its best-ranked appearance (whose hit gives the fields)."""
+
+    documents: list[Hashable]
+    scores: list[float]
+    sources: list[tuple[int, int]]
+
+
 def _fuse(
-    key: str,
-    rankings: Sequence[Hits],
+    rankings: Sequence[Sequence[Hashable]],
     contributions: Sequence[Sequence[float]],
     require_all: bool,
     primary: Mapping[Hashable, float] | None = None,
-) -> list[dict]:
-    """Sum per-document contributions and sort; the best-ranked hit gives the fields."""
+) -> Fused:
+    """Sum per-document contributions and sort (``rankings``: each model's keys, best first)."""
     parts: dict[Hashable, list[float]] = {}
-    best: dict[Hashable, tuple[int, int, Mapping]] = {}  # key -> (rank, list number, hit)
-    for number, (hits, values) in enumerate(zip(rankings, contributions)):
+    best: dict[Hashable, tuple[int, int]] = {}  # key -> (rank, list number)
+    for number, (documents, values) in enumerate(zip(rankings, contributions)):
         seen: set = set()
-        for rank, (hit, value) in enumerate(zip(hits, values)):
-            document = hit[key]
+        for rank, (document, value) in enumerate(zip(documents, values)):
             if document in seen:  # a list naming a document twice counts it once
                 continue
             seen.add(document)
             parts.setdefault(document, []).append(value)
-            if document not in best or (rank, number) < best[document][:2]:
-                best[document] = (rank, number, hit)
+            if document not in best or (rank, number) < best[document]:
+                best[document] = (rank, number)
     fused = {document: math.fsum(values) for document, values in parts.items()}
     if require_all:
         fused = {document: score for document, score in fused.items() if len(parts[document]) == len(rankings)}
@@ -73,14 +93,61 @@ def _fuse(
         lead = -primary[document] if primary is not None else 0.0
         return (lead, -fused[document], best[document][0], str(document))
 
+    documents = sorted(fused, key=order)
+    scores = [primary[document] if primary is not None else fused[document] for document in documents]
+    return Fused(documents, scores, [best[document][::-1] for document in documents])
+
+
+def as_hits(key: str, rankings: Sequence[Hits], fused: Fused) -> list[dict]:
+    """The fused hits: each the fields of its best-ranked hit, with the key and the fused similarity."""
     return [
-        {
-            **best[document][2],
-            key: document,
-            "similarity": primary[document] if primary is not None else fused[document],
-        }
-        for document in sorted(fused, key=order)
+        {**rankings[number][rank], key: document, "similarity": score}
+        for document, score, (number, rank) in zip(fused.documents, fused.scores, fused.sources)
     ]
+
+
+def _keys_of(key: str, rankings: Sequence[Hits]) -> list[list[Hashable]]:
+    return [[hit[key] for hit in hits] for hits in rankings]
+
+
+def fuse_reciprocal_ranks(
+    rankings: Sequence[Sequence[Hashable]],
+    c: float = 60.0,
+    weights: Sequence[float] | None = None,
+    require_all: bool = False,
+) -> Fused:
+    """:func:`reciprocal_rank_fusion` of rankings given as keys, best first."""
+    if c < 0:
+        raise InvalidInputError(f"c must be >= 0, got {c!r}; 60 is the usual value.")
+    weight = _weights(len(rankings), weights)
+    contributions = [[w / (c + rank) for rank in range(1, len(ranked) + 1)] for ranked, w in zip(rankings, weight)]
+    return _fuse(rankings, contributions, require_all)
+
+
+def fuse_weighted_scores(
+    rankings: Sequence[Sequence[Hashable]],
+    similarities: Sequence[Sequence[float]],
+    weights: Sequence[float] | None = None,
+    normalization: str | None = "minmax",
+    require_all: bool = False,
+) -> Fused:
+    """:func:`weighted_score_fusion` of rankings given as keys and their similarities, best first."""
+    weight = _weights(len(rankings), weights)
+    contributions = [
+        [w * value for value in normalize_scores(values, normalization)] for values, w in zip(similarities, weight)
+    ]
+    return _fuse(rankings, contributions, require_all)
+
+
+def fuse_votes(
+    rankings: Sequence[Sequence[Hashable]], c: float = 60.0, weights: Sequence[float] | None = None
+) -> Fused:
+    """:func:`vote_fusion` of rankings given as keys, best first."""
+    weight = _weights(len(rankings), weights)
+    votes = _fuse(rankings, [[w] * len(ranked) for ranked, w in zip(rankings, weight)], require_all=False)
+    primary = dict(zip(votes.documents, votes.scores))
+    contributions = [[w / (c + rank) for rank in range(1, len(ranked) + 1)] for ranked, w in zip(rankings, weight)]
+    return _fuse(rankings, contributions, require_all=False, primary=primary)
 
 
 def reciprocal_rank_fusion(
@@ -103,11 +170,7 @@ def reciprocal_rank_fusion(
     >>> [(hit["id"], round(hit["similarity"], 4)) for hit in reciprocal_rank_fusion("id", [a, b])]
     [(2, 0.0325), (1, 0.0164), (3, 0.0161)]
     """
-    if c < 0:
-        raise InvalidInputError(f"c must be >= 0, got {c!r}; 60 is the usual value.")
-    weight = _weights(rankings, weights)
-    contributions = [[w / (c + rank) for rank in range(1, len(hits) + 1)] for hits, w in zip(rankings, weight)]
-    return _fuse(key, rankings, contributions, require_all)
+    return as_hits(key, rankings, fuse_reciprocal_ranks(_keys_of(key, rankings), c, weights, require_all))
 
 
 def weighted_score_fusion(
@@ -126,12 +189,9 @@ def weighted_score_fusion(
     >>> [(hit["id"], round(hit["similarity"], 3)) for hit in weighted_score_fusion("id", [a, b], weights=[1, 2])]
     [(2, 2.0), (1, 1.0)]
     """
-    weight = _weights(rankings, weights)
-    contributions = [
-        [w * value for value in normalize_scores([hit["similarity"] for hit in hits], normalization)]
-        for hits, w in zip(rankings, weight)
-    ]
-    return _fuse(key, rankings, contributions, require_all)
+    similarities = [[hit["similarity"] for hit in hits] for hits in rankings]
+    fused = fuse_weighted_scores(_keys_of(key, rankings), similarities, weights, normalization, require_all)
+    return as_hits(key, rankings, fused)
 
 
 def vote_fusion(
@@ -139,11 +199,7 @@ def vote_fusion(
 ) -> list[dict]:
     """Each model votes for the documents it returns; the similarity is the
     (weighted) number of votes, ties broken by reciprocal rank fusion."""
-    weight = _weights(rankings, weights)
-    votes = _fuse(key, rankings, [[w] * len(hits) for hits, w in zip(rankings, weight)], require_all=False)
-    primary = {hit[key]: hit["similarity"] for hit in votes}
-    contributions = [[w / (c + rank) for rank in range(1, len(hits) + 1)] for hits, w in zip(rankings, weight)]
-    return _fuse(key, rankings, contributions, require_all=False, primary=primary)
+    return as_hits(key, rankings, fuse_votes(_keys_of(key, rankings), c, weights))
 
 
 FUSIONS = ("rrf", "weighted")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+from .._core.candidates import Candidates, answers_candidates
 from .._core.component import Component
 from .._core.tags import DOCUMENTS, PIPELINE, RETRIEVER, Tags, tags
 from .._core.validation import as_documents, check_k
@@ -28,6 +29,17 @@ def _pipeline_key(stages: list[Any]) -> str:
 
 def _is_batch(results: Any) -> bool:
     return bool(results) and isinstance(results[0], list)
+
+
+def _candidates_stage(stage: Any, found: Candidates | None, field: str, documents: Any) -> bool:
+    """Whether ``stage`` is called on candidates as arrays: it answers them and either finds its own
+    (a retriever at the head, no ``documents=`` given) or ranks the arrays handed over, whose hits
+    would carry its key field (a ranker of another key field is called with hits, and says why not)."""
+    if documents is not None or not answers_candidates(stage):
+        return False
+    if not needs_documents(stage):
+        return found is None
+    return found is not None and getattr(stage, "key", None) == field
 
 
 class DocumentMap(Component):
@@ -90,6 +102,26 @@ class DocumentMap(Component):
         if _is_batch(results):
             return [self._map(hits) for hits in results]
         return self._map(results)
+
+    def _map_candidates(self, candidates: Candidates, k: int | None) -> list[list[dict]]:
+        """:meth:`__call__` on :class:`Candidates`, the documents of the first ``k`` of each query only
+        (every candidate is still checked, so that a missing document raises as it would)."""
+        documents, key = self._documents, self.key
+        mapped = []
+        for rows, scores in zip(candidates.rows, candidates.scores):
+            keys = candidates.space.keys_at(rows)
+            found: list[Any] = [documents.get(key_) for key_ in keys]
+            if None in found:
+                self._map([{key: key_, "similarity": None} for key_ in keys])  # raises for the first missing one
+            if k is not None:
+                keys, found = keys[:k], found[:k]
+            mapped.append(
+                [
+                    {**document, key: key_, "similarity": score}
+                    for document, key_, score in zip(found, keys, scores[: len(keys)].tolist())
+                ]
+            )
+        return mapped
 
 
 class Pipeline(ComposeMixin, Component):
@@ -189,7 +221,23 @@ class Pipeline(ComposeMixin, Component):
         """
         k = check_k(k)
         results: Any = documents  # then what each stage returned (any callable can be a stage)
-        for stage in self.models:
+        # While the stages answer candidates (see _candidates_stage), hits travel as arrays: `found`
+        # (Candidates), `field` (the key field of their hits) and `single` stand for `results`.
+        found: Candidates | None = None
+        field, single = "", False
+        last = len(self.models) - 1
+        for position, stage in enumerate(self.models):
+            if found is not None and tags(stage).role == DOCUMENTS and getattr(stage, "key", None) == field:
+                mapped = stage._map_candidates(found, k if position == last else None)
+                results, found = (mapped[0] if single else mapped), None
+                continue
+            if _candidates_stage(stage, found, field, documents if position == 0 else None):
+                found, single = stage._call_candidates(q, None, batch_size, found, **kwargs)
+                field = stage.key if position == 0 else field
+                continue
+            if found is not None:  # this stage takes hits: build them
+                hits = found.hits(field)
+                results, found = (hits[0] if single else hits), None
             if tags(stage).role == DOCUMENTS:
                 results = stage(results)
             elif not needs_documents(stage):
@@ -201,9 +249,28 @@ class Pipeline(ComposeMixin, Component):
                         "pass them with documents=[...] (one list per query for a list of queries)."
                     )
                 results = stage(q, documents=results, batch_size=batch_size, **kwargs)
+        if found is not None:  # hit dicts built once, for the final k only
+            hits = found.hits(field, k)
+            return hits[0] if single else hits
         if k is not None:
             results = [hits[:k] for hits in results] if _is_batch(results) else results[:k]
         return results
+
+    def _answers_candidates(self) -> bool:
+        """Whether the whole pipeline can answer :class:`Candidates` (inside a fusion): every stage can,
+        and they share one key field (with another, a ranker is called with hits, and says why not)."""
+        fields = {getattr(stage, "key", None) for stage in self.models}
+        return len(fields) == 1 and all(answers_candidates(stage) for stage in self.models)
+
+    def _call_candidates(
+        self, q: Any, k: int | None, batch_size: int | None, candidates: Candidates | None, **kwargs: Any
+    ) -> tuple[Candidates, bool]:
+        found, single = candidates, False
+        for stage in self.models:
+            found, single = stage._call_candidates(q, None, batch_size, found, **kwargs)
+        if found is None:  # pragma: no cover - a pipeline has a stage
+            raise InvalidInputError("an empty pipeline answers nothing.")
+        return found.head(check_k(k)), single
 
     def _repr_extra(self) -> dict[str, Any]:
         return {}

@@ -85,7 +85,7 @@ class KeyTable:
     (['a', 'c'], 2, -1, [1])
     """
 
-    __slots__ = ("_list", "_ints", "_next", "_removed", "_ids", "_high")
+    __slots__ = ("_list", "_ints", "_next", "_removed", "_ids", "_high", "version")
 
     def __init__(self, keys: list[Any] | None = None, ids: dict[Hashable, int] | None = None) -> None:
         self._list: list[Any] = [] if keys is None else keys  # the list column (empty in int mode)
@@ -94,6 +94,7 @@ class KeyTable:
         self._removed: set[int] = set()
         self._ids: dict[Hashable, int] | None = ids  # key -> id, built on first use
         self._high = 0  # int column: the largest key it ever held (appending larger ones needs no lookup)
+        self.version = 0  # changes with every append and removal (caches of key lookups compare it)
         if ids is not None and len(ids) != self._next:
             self._removed = _holes(self._list, ids)
 
@@ -224,6 +225,7 @@ class KeyTable:
         if self._ids is not None:
             self._ids.update(zip(keys, range(start, start + n)))
         self._next = start + n
+        self.version += 1
         return np.arange(start, start + n, dtype=np.int64)
 
     def _append_ints(self, ints: np.ndarray) -> None:
@@ -252,6 +254,7 @@ class KeyTable:
                 raise KeyError(key)
             del lookup[key]
             self._removed.add(id_)
+            self.version += 1
             if self._ints is None:
                 self._list[id_] = None
 

@@ -108,8 +108,14 @@ class SearchMixin:
         return self.search_prepared(self.prepare(queries, "queries"), k, **search_params)
 
     def _search_one(self, query: Any, k: Any) -> tuple[list[list[float]], list[list[Hashable]]] | None:
-        """:meth:`search` of one float32, C-contiguous query (``(d,)`` or ``(1, d)``) with the default
-        parameters, without the general checks; None when anything would need them.
+        """:meth:`search` of one float32, C-contiguous query with the default parameters, without the
+        general checks (see :meth:`_one_query`); None when anything would need them."""
+        found = self._one_query(query, k)
+        return None if found is None else self._hits(found[0], found[1], self._default_parameters())
+
+    def _one_query(self, query: Any, k: Any) -> tuple[np.ndarray, int] | None:
+        """``(matrix, k)`` of one float32, C-contiguous query (``(d,)`` or ``(1, d)``), validated and
+        normalised without the general checks, ``k`` clamped; None when anything would need them.
 
         The cheap tests here admit only input the general path accepts, and the
         query is normalised exactly as :meth:`prepare` does it (the same row
@@ -136,22 +142,41 @@ class SearchMixin:
             query = query / np.sqrt(squares)[:, None]
         elif not _isfinite(float(query[0] @ query[0])):
             return None  # NaN or infinite values (or values whose square overflows): checked the long way
-        return self._hits(query, min(k, held), self._default_parameters())
+        return query, min(k, held)
+
+    def search_arrays(
+        self, queries: Any, k: int, prepared: bool = False, **search_params: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` (or, ``prepared``, :meth:`search_prepared`) as arrays: similarities and FAISS
+        ids ``(nq, k')``, ``k'`` being ``k`` clamped to the vectors held; a row's ids are -1 past
+        the hits found. Map ids to keys with ``key_space.keys_at(ids)``.
+
+        Internal API, for the library's own modules (candidates travel between pipeline stages as
+        arrays); it may change.
+        """
+        if not prepared and not search_params:
+            found = self._one_query(queries, k)
+            if found is not None:
+                return self._search_with(found[0], found[1], self._default_parameters())
+        matrix = queries if prepared else self.prepare(queries, "queries")
+        return self._search_with(matrix, *self._checked_k_and_parameters(k, search_params))
 
     def search_prepared(
         self, matrix: np.ndarray, k: int, **search_params: int
     ) -> tuple[list[list[float]], list[list[Hashable]]]:
         """:meth:`search` for queries already validated and normalised by :meth:`prepare`
         (callers that check a whole batch once, then search it in chunks)."""
+        return self._hits(matrix, *self._checked_k_and_parameters(k, search_params))
+
+    def _checked_k_and_parameters(self, k: int, search_params: dict[str, int]) -> tuple[int, Any]:
+        """``k`` checked and clamped to the vectors held, and the FAISS parameters of a call."""
         self.check_indexed()
         k = min(check_positive_int(k, "k", allow_none=False), len(self._table))
-        if search_params:
-            params = self._default_search_params()
-            params.update(check_search_params(search_params, "search parameters"))
-            parameters = self._faiss_parameters(params)
-        else:
-            parameters = self._default_parameters()
-        return self._hits(matrix, k, parameters)
+        if not search_params:
+            return k, self._default_parameters()
+        params = self._default_search_params()
+        params.update(check_search_params(search_params, "search parameters"))
+        return k, self._faiss_parameters(params)
 
     def _hits(self, matrix: np.ndarray, k: int, parameters: Any) -> tuple[list[list[float]], list[list[Hashable]]]:
         """Similarities and keys of the ``k`` nearest vectors of each row of ``matrix``, as lists."""

@@ -387,6 +387,16 @@ class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin
         """FAISS ids of ``keys`` as an int64 array, -1 for keys not in the index."""
         return self._table.ids_of(keys)
 
+    @property
+    def key_space(self) -> KeyTable:
+        """The key table: ``key_space.keys_at(ids)`` are the keys of FAISS ids, and its ``version``
+        changes with every add and removal.
+
+        Internal API, for the library's own modules (candidates travel between pipeline stages as
+        FAISS ids of this table); it may change.
+        """
+        return self._table
+
     # -- devices --------------------------------------------------------------------------
     def to(self, device: str) -> FaissIndex:
         """Move the index to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``)."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core.candidates import Candidates, same_path, translate
 from .._core.component import Component
 from .._core.tags import RANKER, Tags
 from .._core.validation import as_queries, check_component, check_k, check_on, check_positive_int
@@ -62,6 +63,8 @@ class Ranker(DenseVectors, ComposeMixin, Component):
 
     #: Whether documents are read from their ``on`` fields (False for ``Embedding``: vectors are given).
     _reads_fields = True
+    #: Whether this ranker re-ranks :class:`Candidates` (:meth:`_call_candidates`) inside pipelines and fusions.
+    _arrays = True
 
     def __cherche_tags__(self) -> Tags:
         return Tags(role=RANKER, needs_candidates=True)
@@ -159,3 +162,70 @@ class Ranker(DenseVectors, ComposeMixin, Component):
             )
             ranked.extend(self._rank_batch(query_vectors, batch_candidates, k, batch_size))
         return ranked[0] if single else ranked
+
+    # -- candidates as arrays (inside pipelines and fusions) --------------------------------
+    def _answers_candidates(self) -> bool:
+        return self._arrays and same_path(self, ("_rank_batch", "_candidate_ids"))
+
+    def _call_candidates(
+        self, q: Any, k: int | None, batch_size: int | None, candidates: Candidates | None, **kwargs: Any
+    ) -> tuple[Candidates, bool]:
+        """:meth:`__call__` on :class:`Candidates` (a retriever's, one list per query of ``q``): the same
+        scores and order, the candidates' key space kept, no dict built."""
+        queries, single = as_queries(q)
+        return self._rank_in_batches(queries, candidates, k, batch_size, self._prepared_queries), single
+
+    def _prepared_queries(self, queries: list[str], batch_size: int) -> np.ndarray:
+        return self.index.prepare(self._encode_queries(queries, batch_size), "query embeddings")
+
+    def _rank_in_batches(
+        self, queries: Any, candidates: Any, k: int | None, batch_size: int | None, encode: Any
+    ) -> Candidates:
+        """Each batch of queries turned into prepared vectors (``encode(queries, batch_size)``; skipped for a
+        batch without candidates, as :meth:`__call__` does) and its candidates ranked."""
+        if candidates is None:
+            raise InvalidInputError(f"{type(self).__name__} ranks candidates: pass documents=[...].")
+        k = check_k(k) or self.k
+        batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
+        parts = []
+        for start in range(0, len(queries), batch_size):
+            batch = candidates.slice(start, start + batch_size)
+            if not any(len(rows) for rows in batch.rows):
+                parts.append(batch)
+                continue
+            query_vectors = encode(queries[start : start + batch_size], batch_size)
+            parts.append(self._rank_candidates(query_vectors, batch, k, batch_size))
+        return Candidates.concatenate(parts, candidates.space)
+
+    def _rank_candidates(
+        self, query_vectors: np.ndarray, batch: Candidates, k: int | None, batch_size: int
+    ) -> Candidates:
+        """:meth:`_rank_batch` on arrays: candidates unknown to this ranker are learnt (or refused) as
+        there, from the hits the retriever would have handed over (``{key: ..., "similarity": ...}``)."""
+        rows = np.concatenate(batch.rows)
+        index = self.index
+        ids = translate(batch.space, rows, index, index.key_space, index.ids_of)
+        if (ids < 0).any():
+            unknown_rows = rows[ids < 0]
+            keys = batch.space.keys_at(unknown_rows)
+            scores = np.concatenate(batch.scores)[ids < 0].tolist()
+            unknown: dict[Hashable, Mapping] = {}
+            for key, score in zip(keys, scores):
+                unknown.setdefault(key, {self.key: key, "similarity": score})
+            self._learn(list(unknown.values()), batch_size)
+            ids = translate(batch.space, rows, index, index.key_space, index.ids_of)
+        source, vector_rows = index.vector_rows(ids)
+        ranked_rows, ranked_scores = [], []
+        start = 0
+        for query_vector, found in zip(query_vectors, batch.rows):
+            size = len(found)
+            if size == 0:
+                ranked_rows.append(found)
+                ranked_scores.append(np.empty(0, dtype=np.float32))
+                continue
+            scores = source[vector_rows[start : start + size]] @ query_vector
+            start += size
+            order = np.argsort(-scores, kind="stable")[:k]
+            ranked_rows.append(found[order])
+            ranked_scores.append(scores[order])
+        return Candidates(batch.space, ranked_rows, ranked_scores)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from .._core.candidates import Candidates
 from .._core.validation import check_k, check_positive_int, documents_with_vectors
 from ..index.dense import chunks
 from .base import Ranker
@@ -58,3 +61,13 @@ class Embedding(Ranker):
         for start, chunk in chunks(vectors, batch_size):
             ranked.extend(self._rank_batch(chunk, candidates[start : start + batch_size], k, batch_size))
         return ranked[0] if single else ranked
+
+    def _call_candidates(
+        self, q: Any, k: int | None, batch_size: int | None, candidates: Candidates | None, **kwargs: Any
+    ) -> tuple[Candidates, bool]:
+        vectors, single = self._query_vectors(q)
+        return self._rank_in_batches(vectors, candidates, k, batch_size, _already_prepared), single
+
+
+def _already_prepared(vectors: np.ndarray, batch_size: int) -> np.ndarray:
+    return vectors

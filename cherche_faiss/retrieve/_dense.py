@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from .._core.candidates import Candidates
 from ..index._search_params import SEARCH_PARAMETERS, check_search_params
 from ..index.dense import DenseVectors
 from ..index.faiss import FaissIndex
-from ._hits import make_hits
 from .base import Retriever
 
 __all__ = ["DenseRetriever", "make_index"]
@@ -32,6 +32,8 @@ class DenseRetriever(DenseVectors, Retriever):
     (``search_params={"nprobe": 64}``, :meth:`set_search_params`, :meth:`tune`)
     or per call (``retriever(q, nprobe=128)``), without rebuilding.
     """
+
+    _arrays = True
 
     def __init__(
         self,
@@ -87,9 +89,15 @@ class DenseRetriever(DenseVectors, Retriever):
         self.search_params = dict(result.params)
         return result
 
-    def _hits_for(
+    def _candidates_for(
         self, vectors: np.ndarray, k: int | None, prepared: bool = False, **search_params: int
-    ) -> list[list[dict]]:
-        search = self.index.search_prepared if prepared else self.index.search
-        similarities, keys = search(vectors, k or len(self.index), **search_params)
-        return [make_hits(self.key, row_keys, row_scores) for row_keys, row_scores in zip(keys, similarities)]
+    ) -> Candidates:
+        """The FAISS ids (of ``self.index.key_space``) and similarities of each query's hits."""
+        similarities, ids = self.index.search_arrays(vectors, k or len(self.index), prepared=prepared, **search_params)
+        rows, scores = [], []
+        for id_row, score_row in zip(ids, similarities):
+            # FAISS pads missing results with id -1 at the end of the row.
+            found = len(id_row) if id_row[-1] >= 0 else int(np.argmin(id_row >= 0))
+            rows.append(id_row[:found])
+            scores.append(score_row[:found])
+        return Candidates(self.index.key_space, rows, scores)

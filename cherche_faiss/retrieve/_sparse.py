@@ -184,9 +184,9 @@ def _cores() -> int:
 # -- searching ----------------------------------------------------------------------------------
 def search(
     postings: Postings, queries: Queries, k: int | None, work: np.ndarray | None = None
-) -> tuple[list[list[int]], list[list[float]]]:
-    """Documents (column numbers) and float32 scores of each query's top ``k`` (None: every
-    positive score), best first, ties broken by document order.
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Documents (int64 column numbers) and float32 scores of each query's top ``k`` (None: every
+    positive score), best first, ties broken by document order: one array of each per query.
 
     Parameters
     ----------
@@ -204,8 +204,8 @@ def search(
     n = postings.n_documents
     kernels = _kernels(int(work.sum())) if postings.data.dtype == np.float32 else None
     started = time.perf_counter()
-    columns: list[list[int]] = []
-    values: list[list[float]] = []
+    columns: list[np.ndarray] = []
+    values: list[np.ndarray] = []
     chunk = max(1, _DENSE_CELLS // n)
     for start in range(0, len(queries), chunk):
         stop = min(start + chunk, len(queries))
@@ -222,7 +222,7 @@ def search(
 
 def _search_compiled(
     kernels: Any, postings: Postings, queries: Queries, start: int, stop: int, k: int | None, work: np.ndarray
-) -> tuple[list[list[int]], list[list[float]]]:
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     n = postings.n_documents
     width = n if k is None else min(k, n)
     rows = stop - start
@@ -250,8 +250,8 @@ def _search_compiled(
             future.result()
     counts_list = counts.tolist()
     return (
-        [row[:c] for row, c in zip(found_columns.tolist(), counts_list)],
-        [row[:c] for row, c in zip(found_values.tolist(), counts_list)],
+        [found_columns[row, :count] for row, count in enumerate(counts_list)],
+        [found_values[row, :count] for row, count in enumerate(counts_list)],
     )
 
 
@@ -337,16 +337,16 @@ def _score_narrow(postings: Postings, queries: Queries, rows: np.ndarray, block:
     block[rows - start] = scores
 
 
-def top_k_dense(scores: np.ndarray, k: int | None) -> tuple[list[list[int]], list[list[float]]]:
-    """Columns and values of the ``k`` largest positive entries of each row of a float32 block,
-    best first, ties broken by column number (also at the k-th place).
+def top_k_dense(scores: np.ndarray, k: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Columns (int64) and values of the ``k`` largest positive entries of each row of a float32
+    block, best first, ties broken by column number (also at the k-th place): an array of each per row.
 
     Row by row, on each row's positive entries only: a partition of those values gives the k-th
     largest, then only the entries at or above it are sorted. (A partition of the whole block at
     once is slower, all the more as equal values, zeros above all, abound.)
     """
-    columns: list[list[int]] = []
-    values: list[list[float]] = []
+    columns: list[np.ndarray] = []
+    values: list[np.ndarray] = []
     for row in scores:
         found = np.flatnonzero(row > 0)
         found_values = row[found]
@@ -357,8 +357,8 @@ def top_k_dense(scores: np.ndarray, k: int | None) -> tuple[list[list[int]], lis
             keep = above | (ties & (np.cumsum(ties) <= k - int(above.sum())))  # tied entries in column order
             found, found_values = found[keep], found_values[keep]
         order = np.argsort(-found_values, kind="stable")
-        columns.append(found[order].tolist())
-        values.append(found_values[order].tolist())
+        columns.append(found[order])
+        values.append(found_values[order])
     return columns, values
 
 

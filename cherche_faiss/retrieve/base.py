@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
+from .._core.candidates import Candidates, KeyList, same_path
 from .._core.component import Component
 from .._core.progress import batches
 from .._core.tags import RETRIEVER, Tags
@@ -12,7 +13,7 @@ from .._core.validation import as_queries, check_component, check_k, check_on, c
 from ..compose.operators import ComposeMixin
 from ..exceptions import NotIndexedError
 
-__all__ = ["Retriever"]
+__all__ = ["ListedKeys", "Retriever"]
 
 
 class Retriever(ComposeMixin, Component):
@@ -26,6 +27,9 @@ class Retriever(ComposeMixin, Component):
 
     #: Whether documents are read from their ``on`` fields (False for ``Embedding``: vectors are given).
     _reads_fields = True
+    #: Whether this retriever answers :class:`Candidates` (:meth:`_search_arrays`) rather than hits
+    #: (:meth:`_search`): a retriever written for the dict protocol alone keeps working everywhere.
+    _arrays = False
 
     def __cherche_tags__(self) -> Tags:
         return Tags(role=RETRIEVER)
@@ -52,6 +56,10 @@ class Retriever(ComposeMixin, Component):
         raise NotImplementedError
 
     def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+        if self._answers_candidates():
+            candidates, single = self._call_candidates(q, k, batch_size, None, **kwargs)
+            hits = candidates.hits(self.key)
+            return hits[0] if single else hits
         queries, single = as_queries(q)
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
@@ -62,11 +70,51 @@ class Retriever(ComposeMixin, Component):
             results.extend(self._search(list(batch), k, **options))
         return results[0] if single else results
 
+    def _call_candidates(
+        self, q: Any, k: int | None, batch_size: int | None, candidates: Candidates | None, **kwargs: Any
+    ) -> tuple[Candidates, bool]:
+        """:meth:`__call__` with its checks, answering :class:`Candidates` (and whether ``q`` was one
+        query) instead of hits; a retriever ignores ``candidates``. For retrievers whose ``_arrays`` is
+        true: pipelines and fusions pass candidates between such stages without building dicts."""
+        queries, single = as_queries(q)
+        k = check_k(k) or self.k
+        batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
+        self._check_indexed()
+        options = self._call_options(kwargs)
+        parts = [self._search_arrays(list(batch), k, **options) for batch in batches(queries, batch_size)]
+        return Candidates.concatenate(parts, parts[0].space), single
+
     def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Options of :meth:`_search` taken from the call's keyword arguments (none by default;
         other keyword arguments are accepted and ignored, as in Cherche's pipelines)."""
         return {}
 
-    def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
-        """Hits of each query of one batch (subclasses implement this)."""
+    def _answers_candidates(self) -> bool:
+        """Whether calls go through :meth:`_call_candidates`: ``_arrays`` is set and no subclass
+        overrides ``__call__`` or :meth:`_search` (a subclass that does keeps its hits in every call)."""
+        return self._arrays and same_path(self, ("_search",))
+
+    def _search(self, queries: list[str], k: int | None, **options: Any) -> list[list[dict]]:
+        """Hits of each query of one batch (subclasses implement this, or :meth:`_search_arrays`)."""
+        if not self._arrays:
+            raise NotImplementedError
+        return self._search_arrays(queries, k, **options).hits(self.key)
+
+    def _search_arrays(self, queries: list[str], k: int | None, **options: Any) -> Candidates:
+        """:class:`Candidates` of each query of one batch (subclasses whose ``_arrays`` is true)."""
         raise NotImplementedError
+
+
+class ListedKeys:
+    """Mixin of retrievers that number their documents by position in ``self._keys``, a list each
+    change replaces (TfIdf, BM25): its key space is that list."""
+
+    _keys: list[Hashable]
+    _space: KeyList | None  # derived: excluded from pickles and saves, reset on load
+
+    def _key_list(self) -> KeyList:
+        """``self._keys`` as the key space of :class:`Candidates`, made again when the list is replaced."""
+        space = self._space
+        if space is None or space.keys is not self._keys:
+            space = self._space = KeyList(self._keys)
+        return space

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from .._core.candidates import Candidates, KeyList
 from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
 from ._deferred_vectorizer import DEFAULT_PARAMS
-from ._hits import make_hits
 from ._sparse import Postings, Queries, search
 from ._tfidf_analyzers import WordBoundedAnalyzer, query_analyzer
-from .base import Retriever
+from .base import ListedKeys, Retriever
 
 __all__ = ["BM25"]
 
@@ -107,7 +107,7 @@ def _char_tokenizer(ngram_range: tuple[int, ...]) -> Callable[[list[str]], list[
     return tokenize
 
 
-class BM25(Retriever):
+class BM25(ListedKeys, Retriever):
     """Okapi BM25 over words (stop words removed, stemmed) or character n-grams.
 
     BM25's statistics (document frequencies, average length) are global, so
@@ -153,6 +153,8 @@ class BM25(Retriever):
     >>> [hit["id"] for hit in retriever("wine barrel")]
     [1]
     """
+
+    _arrays = True
 
     def __init__(
         self,
@@ -210,6 +212,7 @@ class BM25(Retriever):
         self._vocabulary: dict[str, int] = {}
         self._model: Any = None
         self._postings: Postings | None = None  # the model's posting lists, cached for searches
+        self._space: KeyList | None = None  # _keys as the key space of candidates, see _key_list
         self._tokenize_cache: Callable[[list[str]], list[list[str]]] | None = None
         if documents is not None:
             self.add(documents)
@@ -288,7 +291,7 @@ class BM25(Retriever):
             ) from None
         return model
 
-    def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
+    def _search_arrays(self, queries: list[str], k: int | None, **options: Any) -> Candidates:
         """Every query tokenized, then all scored at once on bm25s's score matrix (see :mod:`._sparse`).
 
         The arithmetic is bm25s's ``retrieve``: each query token's precomputed scores added in
@@ -318,22 +321,19 @@ class BM25(Retriever):
         terms = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         batch = Queries(ptr, terms, np.ones(len(terms)), wide=np.zeros(len(queries), dtype=bool), offsets=offsets)
         columns, similarities = search(postings, batch, k)
-        keys = self._keys
-        return [
-            make_hits(self.key, [keys[i] for i in row_columns], row_similarities)
-            for row_columns, row_similarities in zip(columns, similarities)
-        ]
+        return Candidates(self._key_list(), columns, similarities)
 
     # -- pickling -------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_tokenize_cache"] = None  # holds a C stemmer, rebuilt on first use
         state.pop("_postings", None)  # derived, and not in the layout of earlier saves
+        state.pop("_space", None)
         return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
-        self._postings = None  # derived: never taken from a state
+        self._postings = self._space = None  # derived: never taken from a state
 
     def _check_loaded(self) -> None:
         keys, token_ids, vocabulary = self._keys, self._token_ids, self._vocabulary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .._core.candidates import Candidates
 from .._core.validation import check_k, check_positive_int, documents_with_vectors
 from ..index.dense import chunks
 from ._dense import DenseRetriever
@@ -68,13 +69,15 @@ class Embedding(DenseRetriever):
         self.index.add(vectors, keys, show_progress=show_progress)
         return self
 
-    def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+    def _call_candidates(
+        self, q: Any, k: int | None, batch_size: int | None, candidates: Candidates | None, **kwargs: Any
+    ) -> tuple[Candidates, bool]:
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
         search_params = self._call_options(kwargs)
         self._check_indexed()
         vectors, single = self._query_vectors(q)
-        results: list[list[dict]] = []
-        for _, chunk in chunks(vectors, batch_size):
-            results.extend(self._hits_for(chunk, k, prepared=True, **search_params))
-        return results[0] if single else results
+        parts = [
+            self._candidates_for(chunk, k, prepared=True, **search_params) for _, chunk in chunks(vectors, batch_size)
+        ]
+        return Candidates.concatenate(parts, parts[0].space), single

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._core.candidates import Candidates
 from ..encoders.factories import as_encoder
 from ._dense import DenseRetriever
 
@@ -99,8 +100,8 @@ class DPR(DenseRetriever):
         self._add_encoded(self.encoder, documents, batch_size, show_progress, "retriever")
         return self
 
-    def _search(self, queries: list[str], k: int | None, **search_params: int) -> list[list[dict]]:
-        return self._hits_for(
+    def _search_arrays(self, queries: list[str], k: int | None, **search_params: Any) -> Candidates:
+        return self._candidates_for(
             self.query_encoder.encode(queries, batch_size=self.batch_size), k, prepared=False, **search_params
         )
 

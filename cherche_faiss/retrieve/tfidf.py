@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from .._core.candidates import Candidates, KeyList
 from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, NotIndexedError
 from ._deferred_vectorizer import DeferredTfidfVectorizer, direct_query_plan, is_fitted, vocabulary_of
-from ._hits import make_hits
 from ._sparse import Postings, Queries, concatenate, query_work, search, top_k_dense
 from ._tfidf_analyzers import WordBoundedAnalyzer
-from .base import Retriever
+from .base import ListedKeys, Retriever
 
 __all__ = ["TfIdf", "top_k_dense"]
 
@@ -31,7 +31,7 @@ def default_vectorizer() -> Any:
 _BINCOUNT_POSTINGS = 1 << 15
 
 
-class TfIdf(Retriever):
+class TfIdf(ListedKeys, Retriever):
     """TF-IDF retriever: cosine similarity of character n-gram TF-IDF vectors.
 
     The vectorizer is fitted on the documents given to the constructor (or on
@@ -80,6 +80,8 @@ class TfIdf(Retriever):
     [[0], [1]]
     """
 
+    _arrays = True
+
     def __init__(
         self,
         key: str,
@@ -99,6 +101,7 @@ class TfIdf(Retriever):
         self._matrix: Any = None  # CSR (documents, vocabulary), float32
         self._matrix_t: Any = None  # its transpose, cached for searches
         self._postings: Postings | None = None  # the transpose's posting lists, cached for searches
+        self._space: KeyList | None = None  # _keys as the key space of candidates, see _key_list
         self._fast: tuple | None = None  # see _fast_transform
         if documents is not None:
             self.add(documents)
@@ -215,7 +218,7 @@ class TfIdf(Retriever):
             self._fast = direct_query_plan(self._tfidf) or ()
         return self._fast or None
 
-    def _search(self, queries: list[str], k: int | None) -> list[list[dict]]:
+    def _search_arrays(self, queries: list[str], k: int | None, **options: Any) -> Candidates:
         """Every query analysed, then all scored at once (see :mod:`._sparse`).
 
         A query whose terms' posting lists are short (up to ``_BINCOUNT_POSTINGS`` entries) is
@@ -239,11 +242,7 @@ class TfIdf(Retriever):
             order = np.argsort(terms[a:b]) + a
             terms[a:b], weights[a:b] = terms[order], weights[order]
         columns, similarities = search(postings, batch, k, work)
-        keys = self._keys
-        return [
-            make_hits(self.key, [keys[i] for i in row_columns], row_similarities)
-            for row_columns, row_similarities in zip(columns, similarities)
-        ]
+        return Candidates(self._key_list(), columns, similarities)
 
     def _state(self, vectorizer: Any) -> dict[str, Any]:
         # The vectorizer is stored as "tfidf", the layout of the pickles and saves written before it
@@ -251,6 +250,7 @@ class TfIdf(Retriever):
         state = {"tfidf" if name == "_tfidf" else name: value for name, value in self.__dict__.items()}
         state.update(tfidf=vectorizer, _matrix_t=None, _rows=None, _fast=None)
         state.pop("_postings", None)  # derived, and not in the layout of earlier saves
+        state.pop("_space", None)
         return state
 
     def _get_state(self) -> dict[str, Any]:
@@ -263,7 +263,7 @@ class TfIdf(Retriever):
     def _set_state(self, state: dict[str, Any]) -> None:
         renamed = {"_tfidf" if name == "tfidf" else name: value for name, value in state.items()}
         # Derived: never taken from a state, which a damaged file could have set to anything.
-        renamed.update(_matrix_t=None, _postings=None, _fast=None)
+        renamed.update(_matrix_t=None, _postings=None, _space=None, _fast=None)
         super()._set_state(renamed)
         self._rows = {key: row for row, key in enumerate(self._keys)}
 

@@ -167,6 +167,7 @@ def test_tfidf_top_k_matches_a_sort(rng):
     scores[3] = 0  # a query that matches nothing
     for k in (1, 7, 200, None):
         rows, values = top_k_dense(scores, k)
+        rows, values = [found.tolist() for found in rows], [found.tolist() for found in values]
         assert rows[3] == [] and values[3] == []
         for row in range(30):
             expected = [

@@ -236,6 +236,7 @@ def test_top_k_equals_an_exact_sort(case):
     n = len(rows[0]) if rows else 1
     scores = np.array(rows, dtype=np.float32).reshape(len(rows), n)
     columns, values = _sparse.top_k_dense(scores, k)
+    columns, values = [found.tolist() for found in columns], [found.tolist() for found in values]
     for row, found, found_values in zip(scores, columns, values):
         expected = sorted((c for c in range(n) if row[c] > 0), key=lambda c: (-row[c], c))[:k]
         assert found == expected and found_values == [float(row[c]) for c in expected]
