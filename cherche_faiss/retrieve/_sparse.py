@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Postings", "Queries", "concatenate", "query_work", "search", "top_k_dense"]
+__all__ = ["Postings", "Queries", "accelerated", "concatenate", "query_work", "search", "top_k_dense"]
 
 # Cells of the (queries x documents) score block filled at once by the numpy path: 16 Mi floats = 64 MiB.
 _DENSE_CELLS = 1 << 24
@@ -162,6 +162,12 @@ def _kernels(work: int) -> Any:
             return None
         _state["kernels"] = _sparse_numba
     return _sparse_numba
+
+
+def accelerated() -> bool:
+    """Whether this process uses the compiled (numba) path now: loaded, or asked for with
+    ``CHERCHE_FAISS_SPARSE=numba`` (the other compiled parts, TfIdf's query analysis, follow it)."""
+    return _kernels(0) is not None
 
 
 def _pool() -> Any:

@@ -11,8 +11,9 @@ import numpy as np
 from .._core.candidates import Candidates, KeyList
 from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, NotIndexedError
+from ._compiled_analysis import PackedVocabulary
 from ._deferred_vectorizer import DeferredTfidfVectorizer, direct_query_plan, is_fitted, vocabulary_of
-from ._sparse import Postings, Queries, concatenate, query_work, search, top_k_dense
+from ._sparse import Postings, Queries, accelerated, concatenate, query_work, search, top_k_dense
 from ._tfidf_analyzers import WordBoundedAnalyzer
 from .base import ListedKeys, Retriever
 
@@ -103,6 +104,7 @@ class TfIdf(ListedKeys, Retriever):
         self._postings: Postings | None = None  # the transpose's posting lists, cached for searches
         self._space: KeyList | None = None  # _keys as the key space of candidates, see _key_list
         self._fast: tuple | None = None  # see _fast_transform
+        self._packed: PackedVocabulary | bool | None = None  # see _packed_vocabulary
         if documents is not None:
             self.add(documents)
 
@@ -120,7 +122,7 @@ class TfIdf(ListedKeys, Retriever):
     @tfidf.setter
     def tfidf(self, vectorizer: Any) -> None:
         self._tfidf = vectorizer
-        self._fast = None
+        self._fast = self._packed = None
 
     def _is_fitted(self) -> bool:
         return is_fitted(self._tfidf)
@@ -165,7 +167,7 @@ class TfIdf(ListedKeys, Retriever):
         self._rows = {key: row for row, key in enumerate(self._keys)}
         self._matrix_t = None
         self._postings = None
-        self._fast = None
+        self._fast = self._packed = None
         return self
 
     def _query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +184,10 @@ class TfIdf(ListedKeys, Retriever):
         and their columns are looked up once per call, however many queries use the word.
         """
         fast = self._fast_transform()
+        if fast is not None and accelerated():
+            packed = self._packed_vocabulary(fast)
+            if packed is not None:
+                return packed.analyse(queries)
         if fast is None:
             rows = self.tfidf.transform(queries).tocsr()  # row by row, as one query at a time
             bounds = rows.indptr.tolist()
@@ -210,6 +216,16 @@ class TfIdf(ListedKeys, Retriever):
             norm = np.sqrt(weights @ weights)
             analysed.append((columns, weights / norm if norm > 0 else weights))
         return analysed
+
+    def _packed_vocabulary(self, fast: tuple[Any, Mapping, np.ndarray]) -> PackedVocabulary | None:
+        """The vocabulary packed for the compiled analysis (:mod:`._compiled_analysis`), made once;
+        None for settings it does not serve."""
+        if self._packed is None:
+            from . import _ngrams_numba
+
+            analyzer, vocabulary, idf = fast
+            self._packed = PackedVocabulary.build(_ngrams_numba, analyzer, vocabulary, idf) or False
+        return self._packed if isinstance(self._packed, PackedVocabulary) else None
 
     def _fast_transform(self) -> tuple[Any, Mapping, np.ndarray] | None:
         """``(analyzer, vocabulary, idf)`` when the direct path matches the vectorizer's settings
@@ -251,6 +267,7 @@ class TfIdf(ListedKeys, Retriever):
         state.update(tfidf=vectorizer, _matrix_t=None, _rows=None, _fast=None)
         state.pop("_postings", None)  # derived, and not in the layout of earlier saves
         state.pop("_space", None)
+        state.pop("_packed", None)
         return state
 
     def _get_state(self) -> dict[str, Any]:
@@ -263,7 +280,7 @@ class TfIdf(ListedKeys, Retriever):
     def _set_state(self, state: dict[str, Any]) -> None:
         renamed = {"_tfidf" if name == "tfidf" else name: value for name, value in state.items()}
         # Derived: never taken from a state, which a damaged file could have set to anything.
-        renamed.update(_matrix_t=None, _postings=None, _space=None, _fast=None)
+        renamed.update(_matrix_t=None, _postings=None, _space=None, _fast=None, _packed=None)
         super()._set_state(renamed)
         self._rows = {key: row for row, key in enumerate(self._keys)}
 
