@@ -206,7 +206,7 @@ def test_word_bounded_analyzer_splits_texts_word_by_word():
 
 
 def test_a_call_takes_the_n_grams_of_each_distinct_word_once(monkeypatch):
-    monkeypatch.setenv("CHERCHE_FAISS_SPARSE", "numpy")  # the Python analysis (the compiled one: test_compiled_analysis)
+    monkeypatch.setenv("CHERCHE_FAISS_SPARSE", "numpy")  # the Python analysis; the compiled one: test_compiled_analysis
     corpus, queries = random_corpus(4)
     retriever = tfidf(corpus)
     expected = [old_tfidf_scores(retriever, query) for query in queries]
