@@ -228,18 +228,18 @@ def run(config: Config) -> list[dict]:
     """Both families, alone and in pipelines, on towns (smoke) or SciFact."""
     previous = os.environ.get(MODE_ENV)
     notes: list[str] = []
-    if config.smoke:
-        corpus = towns_corpus(SMOKE_QUERIES)
-    else:
+    corpora = [towns_corpus(SMOKE_QUERIES if config.smoke else None)]
+    if not config.smoke:
         found = scifact_corpus(None, all_queries=config.full)
         if found is None:
-            notes.append("SciFact is missing: the towns corpus stands in.")
-        corpus = found or towns_corpus(None)
+            notes.append("SciFact is missing: the towns corpus alone.")
+        corpora += [found] if found is not None else []
     records: list[dict] = []
     try:
-        for family in ("tfidf", "bm25"):
-            alone, retrievers = measure_alone(corpus, family, config)
-            records += alone + measure_pipelines(corpus, family, retrievers, config)
+        for corpus in corpora:
+            for family in ("tfidf", "bm25"):
+                alone, retrievers = measure_alone(corpus, family, config)
+                records += alone + measure_pipelines(corpus, family, retrievers, config)
     finally:
         if previous is None:
             os.environ.pop(MODE_ENV, None)
@@ -250,12 +250,17 @@ def run(config: Config) -> list[dict]:
 
 
 # -- reporting ---------------------------------------------------------------------------------
-def _times(records: Sequence[Mapping], case: str, column: str) -> dict[tuple, float]:
+def _times(records: Sequence[Mapping], case: str, column: str, corpus: str) -> dict[tuple, float]:
     return {
         (rec["params"]["family"], rec["params"][column], rec["params"]["side"]): rec["metrics"]["per_query_s"]
         for rec in records
-        if rec["workload"] == WORKLOAD and rec["case"] == case
+        if rec["workload"] == WORKLOAD and rec["case"] == case and rec["params"]["corpus"] == corpus
     }
+
+
+def _corpora(records: Sequence[Mapping]) -> list[Mapping]:
+    """The params of each corpus's agreement record, in the order measured."""
+    return [rec["params"] for rec in records if rec["workload"] == WORKLOAD and rec["case"] == "agreement"][::2]
 
 
 def _speedup(times: Mapping[tuple, float], row: tuple, other: str, ours: str) -> float | None:
@@ -264,12 +269,23 @@ def _speedup(times: Mapping[tuple, float], row: tuple, other: str, ours: str) ->
 
 
 def markdown(records: Sequence[Mapping]) -> str:
-    """Two tables: retrievers alone by batch size, and the pipelines; speed-ups are their time / ours."""
-    alone = _times(records, "alone", "batch")
+    """Per corpus, two tables: retrievers alone by batch size, and the pipelines; speed-ups are their time / ours."""
     lines = [f"### {TITLE}", ""]
-    corpus = next((rec["params"] for rec in records if rec["workload"] == WORKLOAD and rec["case"] == "agreement"), {})
+    for corpus in _corpora(records):
+        lines += _corpus_tables(records, corpus)
     lines += [
-        f"{corpus.get('corpus', '?')}: {corpus.get('documents', '?'):,} documents, {corpus.get('queries', '?')} "
+        "Cherche's retrievers are lenlp's vectorizers (their own analyzers: other hits); scikit-learn and bm25s "
+        "score like cherche_faiss, so their hits differ only where tied scores are ordered differently. "
+        "cherche_faiss breaks ties by document order.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _corpus_tables(records: Sequence[Mapping], corpus: Mapping) -> list[str]:
+    name = corpus["corpus"]
+    alone = _times(records, "alone", "batch", name)
+    lines = [
+        f"**{name}**: {corpus.get('documents', '?'):,} documents, {corpus.get('queries', '?')} "
         f"queries, k={RETRIEVER_K}. Time per query (median over passes, sides alternating); speed-up = the other "
         "side's time / cherche_faiss's (numpy path | numba path).",
         "",
@@ -289,7 +305,7 @@ def markdown(records: Sequence[Mapping]) -> str:
             )
             lines.append(f"| {label} | {size} | {cells} | {speedups} |")
         lines.append("")
-    pipelines = _times(records, "pipeline", "mode")
+    pipelines = _times(records, "pipeline", "mode", name)
     cherche = column_name("cherche")
     lines += [
         f"| pipeline (retriever k={RETRIEVER_K} + rank.Encoder k={RANKER_K}, lookup encoder) | calls | {cherche} | "
@@ -309,7 +325,9 @@ def markdown(records: Sequence[Mapping]) -> str:
             lines.append(f"| {label} | {described} | {times} | {' | '.join(map(format_ratio, speedups))} | {verdict} |")
     lines.append("")
     for rec in records:
-        if rec["workload"] == WORKLOAD and rec["case"] == "agreement":
+        if rec["workload"] != WORKLOAD or rec["params"].get("corpus") != name:
+            continue
+        if rec["case"] == "agreement":
             parts = [
                 f"{side}: {value['same_ids_in_order']}/{rec['params']['queries']} same ids in order, "
                 f"{value['overlap']:.0%} overlap"
@@ -317,22 +335,16 @@ def markdown(records: Sequence[Mapping]) -> str:
                 if side != OURS[0]
             ]
             lines.append(f"- {rec['params']['family']} hits against cherche_faiss numpy's: " + "; ".join(parts) + ".")
-        if rec["workload"] == WORKLOAD and rec["case"] == "pipeline_agreement":
+        if rec["case"] == "pipeline_agreement":
             same = rec["metrics"]["numpy_equals_numba"]
             lines.append(f"- {rec['params']['family']} pipeline: numpy and numba paths give identical hits: {same}.")
-    lines += [
-        "",
-        "Cherche's retrievers are lenlp's vectorizers (their own analyzers: other hits); scikit-learn and bm25s "
-        "score like cherche_faiss, so their hits differ only where tied scores are ordered differently. "
-        "cherche_faiss breaks ties by document order.",
-    ]
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]
 
 
 def plot(records: Sequence[Mapping], results_dir: Path) -> list[Path]:
     """Time per query of each side by batch size (log scale), one panel per family."""
     plt = pyplot()
-    alone = _times(records, "alone", "batch")
+    alone = _times(records, "alone", "batch", _corpora(records)[-1]["corpus"])
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, (family, label) in zip(axes, (("tfidf", "TF-IDF"), ("bm25", "BM25"))):
         sizes = sorted({size for fam, size, _ in alone if fam == family})
