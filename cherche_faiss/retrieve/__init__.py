@@ -5,5 +5,6 @@ from .bm25 import BM25
 from .embedding import Embedding
 from .encoder import DPR, Encoder
 from .tfidf import TfIdf
+from .vectorizer import NgramVectorizer
 
-__all__ = ["Retriever", "BM25", "TfIdf", "Encoder", "DPR", "Embedding"]
+__all__ = ["Retriever", "BM25", "TfIdf", "Encoder", "DPR", "Embedding", "NgramVectorizer"]
