@@ -103,7 +103,8 @@ class NgramVectorizer(Component):
         if type(normalize) is not bool:
             raise InvalidInputError(f"normalize must be True or False, got {normalize!r}.")
         if stop_words is not None and (
-            isinstance(stop_words, str) or not all(isinstance(word, str) for word in stop_words)
+            not isinstance(stop_words, (list, tuple, set, frozenset))
+            or not all(isinstance(word, str) for word in stop_words)
         ):
             raise InvalidInputError(f"stop_words must be a list of words or None, got {stop_words!r:.80}.")
         if type(weighting) is not str or weighting not in WEIGHTINGS:
@@ -111,6 +112,8 @@ class NgramVectorizer(Component):
         self.analyzer = analyzer
         self.ngram_range = (ngram_range[0], ngram_range[1])
         self.normalize = normalize
+        if isinstance(stop_words, (set, frozenset)):  # sorted: saves and repr never depend on hash order
+            stop_words = sorted(stop_words)
         self.stop_words = None if stop_words is None else list(stop_words)
         self.weighting = weighting
         self.k1 = _number(k1, "k1")
@@ -306,13 +309,14 @@ class NgramVectorizer(Component):
             points, lengths = codepoints(self._prepare(queries))
             codes, (low, high) = alphabet.codes(points), self.ngram_range
             if accelerated():  # one compiled call instead of a few dozen array operations
-                from ._packed_ngrams_numba import lookup_table, text_columns
+                from . import _packed_ngrams_numba
 
+                kernels: Any = _packed_ngrams_numba  # numba's dispatchers take any arguments
                 if self._table is None:
-                    self._table = lookup_table(self._keys)
+                    self._table = kernels.lookup_table(self._keys)
                 ptr = np.zeros(len(lengths) + 1, dtype=np.int64)
                 np.cumsum(lengths, out=ptr[1:])
-                columns, counts, found = text_columns(codes, ptr, *self._table, alphabet.bits, low, high)
+                columns, counts, found = kernels.text_columns(codes, ptr, *self._table, alphabet.bits, low, high)
                 rows = np.repeat(np.arange(len(queries)), np.diff(found))
             else:
                 rows, keys, counts = count_by_text(codes, lengths, low, high, alphabet.bits)

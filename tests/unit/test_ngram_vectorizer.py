@@ -144,6 +144,7 @@ def test_lone_surrogates_and_empty_texts_are_analysed():
         ({"ngram_range": (4, 3)}, "ngram_range"),
         ({"normalize": "yes"}, "normalize"),
         ({"stop_words": "the"}, "stop_words"),
+        ({"stop_words": 3}, "stop_words"),
         ({"weighting": "bm26"}, "weighting"),
         ({"k1": -1}, "k1"),
         ({"b": 1.5}, "b must be"),
