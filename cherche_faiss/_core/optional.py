@@ -9,13 +9,14 @@ from ..exceptions import MissingDependencyError
 
 __all__ = ["require"]
 
-# module -> (what pip installs, the extra of cherche-faiss that brings it)
+# module -> (what pip installs, the extra of cherche-faiss that brings it; None: a core dependency
+# that only a broken install lacks)
 _PACKAGES = {
-    "lunr": ("lunr", "lexical"),
-    "flashtext": ("flashtext", "lexical"),
-    "rapidfuzz": ("rapidfuzz", "lexical"),
+    "lunr": ("lunr", None),
+    "flashtext": ("flashtext", None),
+    "rapidfuzz": ("rapidfuzz", None),
     "transformers": ("transformers", "qa"),
-    "torch": ("torch", "sentence-transformers"),
+    "torch": ("torch", "qa"),
 }
 
 

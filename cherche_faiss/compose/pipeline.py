@@ -236,7 +236,7 @@ def _join(left: Any, right: Any) -> Pipeline:
     """``left + right``: the stages of both, or ``left``'s stages and a mapping to the documents ``right``."""
     if isinstance(right, list):
         return Pipeline([*left._stages(), DocumentMap(key=_pipeline_key(left._stages()), documents=right)])
-    return Pipeline([*left._stages(), *right._stages()])
+    return Pipeline([*left._stages(), *(right._stages() if isinstance(right, ComposeMixin) else [right])])
 
 
 register("+", _join)

@@ -36,7 +36,7 @@ class Norvig(Query):
     run); and candidates are found with RapidFuzz's Damerau-Levenshtein
     distance over the vocabulary instead of generating every edit (the same
     candidates, with letters outside a-z too, in far less time). Needs
-    ``rapidfuzz`` (``pip install cherche-faiss[lexical]``).
+    ``rapidfuzz`` (a dependency of the library, imported when first needed).
 
     Parameters
     ----------

@@ -22,8 +22,8 @@ class Flash(Retriever):
     FlashText in one pass over the query, whatever the number of keywords; a
     document's similarity is its share of the matches: the number of times
     its keywords were found (a keyword it holds in two fields counts twice)
-    over the matches of every document, as in Cherche. Needs ``flashtext``
-    (``pip install cherche-faiss[lexical]``).
+    over the matches of every document, as in Cherche. Uses ``flashtext``
+    (a dependency of the library, imported at the first :meth:`add`).
 
     Parameters
     ----------

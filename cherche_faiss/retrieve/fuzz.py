@@ -70,7 +70,7 @@ class Fuzz(Retriever):
     (lower case, letters and digits only) when ``default_process=True``;
     the query is cleaned the same way (Cherche cleans only the documents, so
     that "Paris" scored low against "paris"). Every document gets a score: ``k``
-    keeps the best. Needs ``rapidfuzz`` (``pip install cherche-faiss[lexical]``).
+    keeps the best. Uses ``rapidfuzz`` (a dependency of the library, imported when first needed).
 
     Parameters
     ----------

@@ -33,8 +33,8 @@ class Lunr(Retriever):
     Unlike Cherche's, whose index is frozen at construction, this one takes
     more documents with :meth:`add` (a key added again replaces its
     document); the lunr index is rebuilt, from the texts it keeps, at the
-    first search after a change. Needs ``lunr`` (``pip install
-    cherche-faiss[lexical]``).
+    first search after a change. Uses ``lunr`` (a dependency of the
+    library, imported when first needed).
 
     Parameters
     ----------
