@@ -41,7 +41,7 @@ class ComposeMixin:
         return [self]
 
     def __add__(self, other: Any) -> Any:
-        # Any callable can be a stage, as in Cherche's pipelines (it is called as a ranker would be).
+        # Any callable can be a stage, as in Cherche's pipelines (without tags it answers the queries, see tags).
         if isinstance(other, list) or isinstance(other, ComposeMixin) or callable(other):
             return _build("+", self, other)
         return NotImplemented
