@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .._core.tags import QUERY, tags
+from .._core.tags import QUERY, READER, tags
 from ..exceptions import InvalidInputError
 
 __all__ = ["adopts_key", "shared_key", "give_key"]
@@ -40,14 +40,19 @@ def shared_key(models: Sequence[Any], owner: str) -> str | None:
             f"the models of a {owner} must share one key field, got {sorted(map(str, keys))}. "
             "Build every model with the same key=..."
         )
+    for model in models:
+        if tags(model).role == QUERY:
+            raise InvalidInputError(
+                f"{type(model).__name__} rewrites queries and cannot be fused in a {owner}: put it in front "
+                "of the fusion instead, e.g. rewriter + (retriever_a | retriever_b)."
+            )
+        if tags(model).role == READER:
+            raise InvalidInputError(
+                f"{type(model).__name__} reads answers in documents and cannot be fused in a {owner}: put it "
+                "at the end of the pipeline instead, e.g. (retriever_a | retriever_b) + documents + reader."
+            )
     keyless = [model for model in models if getattr(model, "key", None) is None]
     unable = [model for model in keyless if not adopts_key(model)]
-    rewriters = [model for model in unable if tags(model).role == QUERY]
-    if rewriters:
-        raise InvalidInputError(
-            f"{type(rewriters[0]).__name__} rewrites queries and cannot be fused in a {owner}: put it in front "
-            "of the fusion instead, e.g. rewriter + (retriever_a | retriever_b)."
-        )
     if unable:
         raise InvalidInputError(
             f"the models of a {owner} must share one key field, but {type(unable[0]).__name__} has none. "

@@ -84,6 +84,12 @@ def test_qa_documents_without_text_are_not_read_and_bare_hits_are_refused():
         search("paris")
 
 
+def test_qa_goes_at_the_end_of_a_pipeline_not_in_a_fusion():
+    retriever = retrieve.TfIdf(key="id", on="title", documents=DOCUMENTS)
+    with pytest.raises(InvalidInputError, match="at the end of the pipeline"):
+        retriever | qa.QA(on="title", model=Reader())
+
+
 def test_qa_checks_the_model_and_its_answers():
     with pytest.raises(InvalidTypeError, match="question-answering pipeline"):
         qa.QA(on="title", model=42)
