@@ -10,7 +10,7 @@ Importing the package is cheap: FAISS, torch and sentence-transformers are
 imported the first time they are needed.
 """
 
-from . import compose, data, encoders, evaluate, exceptions, index, rank, retrieve
+from . import compose, data, distributed, encoders, evaluate, exceptions, index, rank, retrieve
 from ._version import __version__
 from .compose import Pipeline
 from .persist import dump_pickle, load, load_pickle, save
@@ -19,6 +19,7 @@ __all__ = [
     "__version__",
     "compose",
     "data",
+    "distributed",
     "encoders",
     "evaluate",
     "exceptions",
