@@ -39,6 +39,7 @@ class RayPlacement:
     """Where :func:`load` starts the shards of the sharded retrievers it loads."""
 
     address: str | None = None
+    shard_options: Any = None
 
 
 def load(
@@ -48,6 +49,7 @@ def load(
     verify: bool = True,
     device: str = "auto",
     backend: str = "auto",
+    shard_options: dict | list[dict] | None = None,
 ) -> Any:
     """Load a save holding sharded retrievers, with one Ray actor per shard that loads its own folder.
 
@@ -64,6 +66,9 @@ def load(
         Check the SHA-256 of every file: the manifests here, each shard's files on its own node.
     device, backend
         As :func:`cherche_faiss.persist.load` (the shards' indexes, the query encoder).
+    shard_options
+        Ray actor options of the shards (see :class:`~cherche_faiss.distributed.ShardedRetriever`), instead of
+        the saved ones: where shards run is the cluster's business, not the save's.
 
     Returns
     -------
@@ -79,7 +84,7 @@ def load(
         mmap=bool(mmap),
         backend=check_backend(backend),
         verified=bool(verify),
-        placement=RayPlacement(address),
+        placement=RayPlacement(address, shard_options),
     )
     return load_with(path, context)
 
@@ -95,7 +100,7 @@ class ShardedStateMixin:
     search_params: dict[str, int]
     shards: int
     address: str | None
-    shard_options: dict | None
+    shard_options: dict | list[dict] | None
     max_restarts: int
     template: Any
 
@@ -162,6 +167,8 @@ class ShardedStateMixin:
 
             if context.placement.address is not None:
                 self.address = context.placement.address
+            if context.placement.shard_options is not None:
+                self.shard_options = context.placement.shard_options
             group = RayShards(
                 self.shards,
                 self.address,

@@ -73,7 +73,8 @@ class RayShards(ShardGroup):
     options
         Ray actor options of every shard (``num_cpus``, ``memory``,
         ``resources``, ``scheduling_strategy`` ...), over the defaults
-        ``num_cpus=0`` and ``scheduling_strategy="SPREAD"``.
+        ``num_cpus=0`` and ``scheduling_strategy="SPREAD"``; or a list of
+        them, one per shard (to pin shard ``i`` to a machine, say).
     max_restarts
         How many times Ray restarts a lost shard actor.
     load_options
@@ -86,13 +87,13 @@ class RayShards(ShardGroup):
         self,
         count: int,
         address: str | None = None,
-        options: dict[str, Any] | None = None,
+        options: dict[str, Any] | list[dict[str, Any]] | None = None,
         max_restarts: int = 3,
         load_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(count)
         self.address = address
-        self.options = dict(options or {})
+        self.options = options
         self.max_restarts = max_restarts
         self.load_options = {"device": "auto", "mmap": False, "verify": True, **(load_options or {})}
         self.hosts: list[Any] = []
@@ -106,7 +107,8 @@ class RayShards(ShardGroup):
 
     # -- actors ---------------------------------------------------------------------------------------
     def _new_host(self, number: int) -> Any:
-        options = {"num_cpus": 0, "scheduling_strategy": "SPREAD", **self.options}
+        given = self.options[number] if isinstance(self.options, list) else self.options
+        options = {"num_cpus": 0, "scheduling_strategy": "SPREAD", **(given or {})}
         options.update(max_restarts=self.max_restarts, max_task_retries=0)
         return _host_class().options(**options).remote(number)
 
@@ -161,14 +163,26 @@ class RayShards(ShardGroup):
         for number, info in zip(numbers, infos):
             self.nodes[number] = info["node"]
 
-    def describe(self) -> list[dict[str, Any]]:
+    def describe(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Each shard's number, documents, node, process and whether Ray restarted it; a shard that does not
+        answer within ``timeout`` seconds is marked ``"reachable": False``."""
         import ray
 
         described = super().describe()
-        if self.hosts:
-            infos = ray.get([host.info.remote() for host in self.hosts], timeout=START_TIMEOUT)
-            for entry, info in zip(described, infos):
-                entry.update(node=info["node"], pid=info["pid"], restarted=info["restarted"])
+        if not self.hosts:
+            return described
+        references = [host.info.remote() for host in self.hosts]
+        ready, _ = ray.wait(references, num_returns=len(references), timeout=timeout)
+        for entry, reference in zip(described, references):
+            entry["node"] = self.nodes[entry["shard"]]
+            try:
+                info = ray.get(reference, timeout=0) if reference in ready else None
+            except Exception:  # lost: said as such
+                info = None
+            if info is None:
+                entry["reachable"] = False
+                continue
+            entry.update(node=info["node"], pid=info["pid"], restarted=info["restarted"], reachable=True)
         return described
 
     def close(self) -> None:

@@ -72,9 +72,10 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
         search waits longer.
     shard_options
         Ray actor options of each shard (``{"num_cpus": 8, "memory": 64e9}``,
-        ``resources``, ``scheduling_strategy`` ...); by default a shard
-        reserves no CPU (one search thread) and shards are spread over the
-        nodes.
+        ``resources``, ``scheduling_strategy`` ...), or a list of them, one
+        per shard; by default a shard reserves no CPU (one search thread:
+        Ray sets a worker's threads to the CPUs it reserves) and shards are
+        spread over the nodes.
     max_restarts
         How many times Ray restarts a lost shard actor. A restarted shard is
         reloaded from its save when a save holds its current contents
@@ -106,7 +107,7 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
         address: str | None = None,
         on_shard_failure: str = "raise",
         timeout: float = 30.0,
-        shard_options: dict | None = None,
+        shard_options: dict | list[dict] | None = None,
         max_restarts: int = 3,
     ) -> None:
         if not isinstance(template, DenseRetriever):
@@ -123,8 +124,14 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
             raise InvalidInputError(f"on_shard_failure must be one of {_POLICIES}, got {on_shard_failure!r}.")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
             raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}.")
-        if shard_options is not None and not isinstance(shard_options, dict):
-            raise InvalidTypeError(f"shard_options must be a dict of Ray actor options, got {shard_options!r}.")
+        if shard_options is not None and not (
+            isinstance(shard_options, dict)
+            or (isinstance(shard_options, list) and all(isinstance(options, dict) for options in shard_options))
+        ):
+            raise InvalidTypeError(
+                f"shard_options must be a dict of Ray actor options, or a list of them (one per shard), got "
+                f"{shard_options!r}."
+            )
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise InvalidInputError(f"max_restarts must be a non-negative integer, got {max_restarts!r}.")
         if address is not None and not isinstance(address, str):
@@ -133,6 +140,8 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
         super().__init__(key=template.key, on=template.on, k=template.k, batch_size=template.batch_size)
         self.template = template
         self.shards = check_positive_int(shards, "shards", allow_none=False)
+        if isinstance(shard_options, list) and len(shard_options) != self.shards:
+            raise InvalidInputError(f"shard_options lists {len(shard_options)} options for {self.shards} shards.")
         self.address = address
         self.on_shard_failure = on_shard_failure
         self.timeout = float(timeout)

@@ -140,11 +140,11 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
         )
     copies = onnx_copies_for(onnx)
     target = Path(os.path.abspath(os.fspath(path)))
-    finished: list[Callable[[Path], None]] = []
+    savers: list[Saver] = []
 
     def fill(folder: Path) -> None:
         saver = Saver(folder, onnx=copies)
-        finished[:] = saver.writer.finished
+        savers[:] = [saver]
         root = saver.component(obj, type(obj).__name__)
         files = {}
         for name in saver.writer.written:
@@ -166,7 +166,7 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
         _atomic.fsync_file(folder / MANIFEST)
 
     _atomic.write_folder(target, fill, _is_save)
-    for callback in finished:  # parts saved by other processes learn where they are now
+    for callback in savers[0].writer.finished:  # parts saved by other processes learn where they are now
         callback(target)
     return target
 
