@@ -2,8 +2,9 @@
 
 Each shard lives in a :class:`~cherche_faiss.distributed._ray_host.ShardHost`
 actor, spread over the cluster's nodes. A search puts the query matrix in
-Ray's object store once and calls every shard with a reference to it; the
-answers are collected as they come, until the call's deadline.
+Ray's object store once and calls every shard with a reference to it (a
+matrix of a few queries, under 64 KiB, travels inside each call instead:
+cheaper than a put); the answers are collected until the call's deadline.
 
 When a shard's process or machine is lost, Ray restarts its actor
 (``max_restarts``) and the call fails with a Ray error, or the restarted
@@ -35,6 +36,8 @@ __all__ = ["RayShards", "connect"]
 
 #: Seconds a new actor may take to be placed and to answer its first call.
 START_TIMEOUT = 120.0
+#: Query matrices up to this size go inside each call; larger ones are put in the object store once.
+_INLINE_BYTES = 64 << 10
 #: Submitted additions kept in flight per shard before the next one waits (memory stays bounded).
 _IN_FLIGHT_PER_SHARD = 2
 _HOST_CLASS: list[Any] = []
@@ -54,6 +57,22 @@ def _host_class() -> Any:
 
         _HOST_CLASS.append(ray.remote(ShardHost))
     return _HOST_CLASS[0]
+
+
+def _request_error(error: Exception) -> ShardUnavailableError | None:
+    """Raise what a shard raised about the request itself (a library error: a damaged save, a query of
+    another dimension), as one index would; return the shard's own ShardUnavailableError (it holds
+    nothing since a restart), or None for a fault of Ray (a lost actor or node)."""
+    import ray.exceptions as faults
+
+    if not isinstance(error, faults.RayTaskError):
+        return None
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, ShardUnavailableError):
+        return cause
+    if isinstance(cause, CherFaissError):
+        raise cause from None
+    raise error
 
 
 def _first_line(error: BaseException) -> str:
@@ -116,7 +135,11 @@ class RayShards(ShardGroup):
         """New actors for every shard, each running its first call; raise when one cannot be placed."""
         connect(self.address)
         self.hosts = [self._new_host(number) for number in range(self.count)]
-        results, failures = self._call(calls, START_TIMEOUT, recover=False)
+        try:
+            results, failures = self._call(calls, START_TIMEOUT, recover=False)
+        except BaseException:  # a damaged save, say: no actor is left behind
+            self.close()
+            raise
         if failures:
             self.close()
             raise self._unavailable(
@@ -214,7 +237,8 @@ class RayShards(ShardGroup):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=remaining)
+            # Every answer at once (one wake-up, not one per shard); a shard that fails fast is answered by then.
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=remaining)
             for reference in ready:
                 position = pending.pop(reference)
                 shard, method, args = calls[position]
@@ -222,7 +246,11 @@ class RayShards(ShardGroup):
                     results[position] = ray.get(reference)
                     continue
                 except Exception as error:  # classified below: request errors are raised, faults recovered
-                    reason = self._recover(shard, error, deadline) if recover else _first_line(error)
+                    if recover:
+                        reason = self._recover(shard, error, deadline)
+                    else:
+                        _request_error(error)
+                        reason = _first_line(error)
                 if reason is None:
                     pending[getattr(self.hosts[shard], method).remote(*args)] = position
                 else:
@@ -236,11 +264,7 @@ class RayShards(ShardGroup):
         """After a failed call: None when the shard may be asked again, else why it failed for good."""
         import ray.exceptions as faults
 
-        cause = getattr(error, "cause", None) if isinstance(error, faults.RayTaskError) else None
-        if cause is not None and not isinstance(cause, ShardUnavailableError):
-            if isinstance(cause, CherFaissError):
-                raise cause from None  # the request itself was wrong: said as one index would say it
-            raise error
+        cause = _request_error(error)
         if isinstance(error, faults.ActorUnavailableError):
             time.sleep(0.05 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
             return None  # restarting, or briefly unreachable: Ray queues the next call until it is back
@@ -336,7 +360,9 @@ class RayShards(ShardGroup):
     ) -> tuple[list[ShardHits | None], dict[int, str]]:
         import ray
 
-        query = ray.put(matrix)  # once, whatever the shard count: each node fetches it once
+        # One copy in the object store, whatever the shard count (each node fetches it once); a small matrix
+        # (a few queries) travels inside each call instead, as Ray does with small arguments: cheaper than a put.
+        query = ray.put(matrix) if matrix.nbytes > _INLINE_BYTES else matrix
         results, failures = self._call([(shard, "search", (query, k, params)) for shard in range(self.count)], timeout)
         return results, failures
 

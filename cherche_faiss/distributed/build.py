@@ -77,6 +77,7 @@ def encode_on_ray(
     batch_size: int,
     concurrency: int,
     num_cpus: float,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Iterator[tuple[np.ndarray, list[Hashable]]], int | None]:
     """The encoded batches of ``documents`` as ``(vectors, keys)``, in the documents' order, and their
     number when known.
@@ -95,6 +96,8 @@ def encode_on_ray(
         Encoder actors in the pool.
     num_cpus
         CPUs each encoder actor reserves (its threads follow them).
+    options
+        Other Ray options of the encoder actors (``num_gpus``, ``memory``, ``resources`` ...).
     """
     import ray.data
 
@@ -117,6 +120,7 @@ def encode_on_ray(
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_cpus=num_cpus,
+        **(options or {}),
     )
     context = encoded.context
     context.execution_options.preserve_order = True  # ordinals follow the documents' order

@@ -41,7 +41,7 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
     Documents go to the shard that owns their key (a hash every process
     computes alike, see :mod:`~cherche_faiss.distributed.routing`). A query is
     encoded once, here; its vectors go to every shard (one object in Ray's
-    store), each shard returns its top-``k`` as arrays, and the lists are
+    store, or inside each call for a few queries), each shard returns its top-``k`` as arrays, and the lists are
     merged exactly (:mod:`~cherche_faiss.distributed.merge`): the same hits,
     similarities and order as one unsharded index (similarities of exact
     inner-product search agree to float32 rounding, as a query alone and in a
@@ -190,7 +190,7 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
         if self._group is not None:
             self._group.close()
         self._group = None
-        self._next_ordinal = 0
+        self._next_ordinal, self._dimension, self._trained = 0, None, None
 
     def _shard_group(self) -> ShardGroup:
         if self._group is None:
@@ -208,6 +208,7 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
         concurrency: int = 1,
         num_cpus: float = 1,
         show_progress: bool = True,
+        encode_options: dict | None = None,
         **kwargs: Any,
     ) -> ShardedRetriever:
         """Encode ``documents`` and add each one to the shard that owns its key (a key added again is replaced).
@@ -231,9 +232,12 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
         concurrency
             Encoder actors on Ray.
         num_cpus
-            CPUs each encoder actor reserves.
+            CPUs each encoder actor reserves (Ray sets its threads to them).
         show_progress
             A progress bar of the documents added.
+        encode_options
+            Other Ray options of the encoder actors: ``{"num_gpus": 1}`` (with a
+            template encoder on ``device="cuda"``), ``memory``, ``resources`` ...
 
         Returns
         -------
@@ -251,7 +255,9 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
             total = dataset_size(documents) if is_dataset(documents) else None
             encoder = self.template.encoder
             fields = list(self.on or ())
-            batches, counted_total = encode_on_ray(documents, encoder, self.key, fields, size, concurrency, num_cpus)
+            batches, counted_total = encode_on_ray(
+                documents, encoder, self.key, fields, size, concurrency, num_cpus, encode_options
+            )
             total = total or counted_total
         else:
             total = length_of(documents) if not is_dataset(documents) else None

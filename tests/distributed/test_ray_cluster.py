@@ -8,6 +8,7 @@ pytest-xdist (Ray's advice).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import warnings
@@ -45,6 +46,10 @@ class LocalCluster:
 
     def start(self) -> None:
         from ray.cluster_utils import Cluster
+
+        # Ray starts workers at nice 15: on a machine busy with other work the shards would starve and
+        # searches crawl towards their bound; a cluster's nodes run nothing else.
+        os.environ.setdefault("RAY_WORKER_NICENESS", "0")
 
         self.cluster = Cluster(
             initialize_head=True,
