@@ -63,6 +63,8 @@ def inputs(records: list[dict]) -> dict[str, float]:
         "tail": search["p99_s"] / search["p50_s"],  # p99 / p50 of a sharded search, measured
         "ns_per_code IVF-SQ8": _kernel(records, "SQ8")["ns_per_code"],
         "ns_per_code IVF-PQ48": _kernel(records, "PQ48")["ns_per_code"],
+        "fixed_s IVF-SQ8": _kernel(records, "SQ8")["fixed_s"],
+        "fixed_s IVF-PQ48": _kernel(records, "PQ48")["fixed_s"],
         "kmeans_ns_per_unit": _kernel(records, "SQ8")["training_ns_per_unit"],
     }
 
@@ -86,7 +88,8 @@ def model(measured: dict[str, float], cpu_count: int) -> list[str]:
             for gigabytes in MACHINES_GB:
                 shards = max(1, math.ceil(total / (USABLE * gigabytes * 1e9)))
                 scanned = NPROBE * n / NLIST[corpus] / shards  # codes one shard scans for one query
-                scan = scanned * measured[f"ns_per_code {index}"] * 1e-9  # one thread per query and shard
+                # One thread per query and shard: the codes scanned, plus what a query costs whatever it scans.
+                scan = scanned * measured[f"ns_per_code {index}"] * 1e-9 + measured[f"fixed_s {index}"]
                 fanout = measured["fanout_fixed_s"] + measured["fanout_per_shard_s"] * shards + NETWORK_RTT_S
                 p50 = ENCODE_QUERY_S + fanout + scan
                 # The slowest of the shards sets a query's time: each shard's p(1 - 0.01/S) quantile, bounded

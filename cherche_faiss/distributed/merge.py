@@ -79,7 +79,7 @@ def merge_top_k(parts: Sequence[ShardHits], k: int | None) -> tuple[list[list[Ha
     >>> first = ShardHits(np.array([[0.9, 0.5]], np.float32), np.array([[4, 0]]), [["d", "a"]])
     >>> second = ShardHits(np.array([[0.5, 0.1]], np.float32), np.array([[2, 3]]), [["c", "x"]])
     >>> merge_top_k([first, second], k=3)
-    ([['d', 'a', 'c']], [[0.8999999761581543, 0.5, 0.5]])
+    ([['d', 'a', 'c']], [[0.899999976158..., 0.5, 0.5]])
     """
     nq = len(parts[0].keys) if parts else 0
     if not parts or nq == 0:

@@ -208,6 +208,9 @@ def test_save_then_load_on_a_new_cluster(cluster, tmp_path_factory):
     assert loaded.placement == "ray" and loaded(queries) == expected
     assert {entry["node"] for entry in loaded.describe_shards()} == {worker.node_id for worker in cluster.workers}
     assert cherche_faiss.load(path)(queries) == expected  # the same save, in this process
+    mapped = load_sharded(path, mmap=True)  # each shard maps its folder (FAISS searches it: float32 rounding)
+    same_ranking(mapped(queries), expected)
+    mapped.close()
     SAVED.update(path=path, queries=queries, expected=expected)
     loaded.close()
 

@@ -283,6 +283,15 @@ def test_sharded_save_is_a_checked_folder_per_shard(tmp_path, documents):
         cherche_faiss.load(path)
 
 
+def test_a_mapped_sharded_save_answers_alike_and_stays_read_only(tmp_path, documents):
+    sharded = make_sharded().add(documents, show_progress=False)
+    path = cherche_faiss.save(sharded, tmp_path / "sharded")
+    mapped = cherche_faiss.load(path, mmap=True)  # FAISS searches mapped vectors: float32 rounding apart
+    same_ranking(mapped(["paris", "wine"]), sharded(["paris", "wine"]))
+    with pytest.raises(InvalidInputError, match="mmap=True"):
+        mapped.add([{"id": 0, "title": "Paris", "article": "again"}], show_progress=False)
+
+
 def test_a_shard_folder_from_another_save_is_refused(tmp_path, documents):
     first = cherche_faiss.save(make_sharded().add(documents, show_progress=False), tmp_path / "first")
     second = cherche_faiss.save(make_sharded().add(documents[:3], show_progress=False), tmp_path / "second")
@@ -323,3 +332,15 @@ def test_bad_vectors_change_no_shard(rng):
     with pytest.raises(InvalidInputError, match="dimension"):
         sharded.add([{"id": 30}], embeddings_documents=unit_rows(rng, 1, d=8), show_progress=False)
     assert len(sharded) == 10
+
+
+def test_served_sharded_saves_load_in_process_without_a_ray_address(tmp_path, documents):
+    from cherche_faiss.server import load_served
+
+    path = cherche_faiss.save(make_sharded().add(documents, show_progress=False), tmp_path / "sharded")
+    served = load_served(path)
+    assert served.placement == "in-process" and served("paris")[0]["id"] == 0
+    with open(tmp_path / "search.pkl", "wb") as handle:
+        pickle.dump(served, handle)
+    with pytest.raises(InvalidInputError, match="ray_address applies to the saved folder format"):
+        load_served(tmp_path / "search.pkl", allow_pickle=True, ray_address="auto")
