@@ -344,3 +344,10 @@ def test_served_sharded_saves_load_in_process_without_a_ray_address(tmp_path, do
         pickle.dump(served, handle)
     with pytest.raises(InvalidInputError, match="ray_address applies to the saved folder format"):
         load_served(tmp_path / "search.pkl", allow_pickle=True, ray_address="auto")
+
+
+def test_a_pipeline_holding_a_sharded_retriever_saves_and_loads(tmp_path, documents):
+    search = make_sharded() + documents
+    search.add(documents)
+    loaded = cherche_faiss.load(cherche_faiss.save(search, tmp_path / "pipeline"))
+    assert loaded("bordeaux wine") == search("bordeaux wine") and loaded("bordeaux wine")[0]["title"] == "Bordeaux"
