@@ -59,6 +59,8 @@ ALLOWED = (
     "cherche_faiss.encoders.SentenceTransformerEncoder",
     "cherche_faiss.encoders.CrossEncoderScorer",
     "cherche_faiss.encoders.OnnxEncoder",
+    "cherche_faiss.distributed.ShardedRetriever",
+    "cherche_faiss.distributed.Shard",
 )
 
 
@@ -70,6 +72,9 @@ class LoadContext:
     mmap: bool = False
     backend: str = "auto"
     verified: bool = False  # every file of the save matched its SHA-256 before anything was built
+    #: Where sharded components put their shards: None, in this process; cherche_faiss.distributed.load
+    #: passes where to start shard actors.
+    placement: Any = None
 
 
 def _class_named(name: str) -> type:
