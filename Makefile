@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-unit test-gpu lint docs bench bench-full bench-smoke bench-quality bench-torch-free clean
+.PHONY: install demo test test-unit test-gpu lint docs bench bench-full bench-smoke bench-quality bench-torch-free bench-distributed clean
 
 install: $(STAMP)
 
@@ -59,6 +59,10 @@ bench-quality: $(STAMP)
 # abstracts are encoded once for its nDCG@10, then cached).
 bench-torch-free: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py --size quick --only torch_free --results-dir benchmarks/results/torch_free
+
+# Sharded retrieval on a three-node Ray cluster of this machine against one index (about 4 minutes).
+bench-distributed: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py --size quick --only distributed --results-dir benchmarks/results/distributed
 
 bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/run.py --size smoke --results-dir benchmarks/results/smoke

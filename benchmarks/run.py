@@ -33,10 +33,13 @@ WORKLOADS = {
     "storage": "Save and load: the safe folder format against pickle",
     "torch_free": "Torch-free serving: the ONNX query encoder vs torch vs Cherche",
     "sparse": "TF-IDF and BM25 alone and in pipelines (Cherche, scikit-learn, bm25s)",
+    "distributed": "Sharded dense retrieval on a Ray cluster of this machine against one index",
 }
 # Workloads too long for the quick suite: they run at smoke size (CI) and full size
 # (``make bench-full``), or when named with --only.
-NOT_QUICK = {"large_corpus"}
+# distributed starts a three-node Ray cluster and encodes with MiniLM on it (about 4 minutes): its results
+# live in results/distributed (python benchmarks/run.py --size quick --only distributed --results-dir ...).
+NOT_QUICK = {"large_corpus", "distributed"}
 
 
 def _header(env: dict, config: Config, seconds: float) -> str:

@@ -10,22 +10,30 @@ Importing the package is cheap: FAISS, torch and sentence-transformers are
 imported the first time they are needed.
 """
 
-from . import compose, data, encoders, evaluate, exceptions, index, rank, retrieve
+from . import compose, data, distributed, encoders, evaluate, exceptions, index, qa, query, rank, retrieve, utils
 from ._version import __version__
 from .compose import Pipeline
+from .config import config_context, get_config, set_config
 from .persist import dump_pickle, load, load_pickle, save
 
 __all__ = [
     "__version__",
     "compose",
     "data",
+    "distributed",
     "encoders",
     "evaluate",
     "exceptions",
     "index",
+    "qa",
+    "query",
     "rank",
     "retrieve",
+    "utils",
     "Pipeline",
+    "set_config",
+    "get_config",
+    "config_context",
     "save",
     "load",
     "dump_pickle",

@@ -135,6 +135,12 @@ def _is_dense(component: Any) -> bool:
     return isinstance(component, DenseVectors)
 
 
+def _float32_similarities(component: Any) -> bool:
+    """Whether similarities are float32 vector products: a dense component, or one that declares it
+    (``_float32_similarities = True``: a sharded retriever, whose vectors live in its shards)."""
+    return _is_dense(component) or bool(getattr(component, "_float32_similarities", False))
+
+
 # -- the checks ------------------------------------------------------------------------------------
 def check_add_returns_self(case: Case) -> None:
     component = case.make()
@@ -183,7 +189,7 @@ def check_answers(case: Case) -> None:
     component = case.add(case.make())
     name = type(component).__name__
     batch, single = case.answers(component)
-    if tags(component).role == RETRIEVER and _is_dense(component):
+    if tags(component).role == RETRIEVER and _float32_similarities(component):
         _require(
             _same_hits(single, batch), f"{name}: a batch must answer as its queries one by one (float32 rounding)."
         )

@@ -22,9 +22,11 @@ __all__ = [
     "MissingFileError",
     "ServerClosedError",
     "ServerOverloadedError",
+    "ShardUnavailableError",
     "InconsistentVersionWarning",
     "DeviceFallbackWarning",
     "RecallNotReachedWarning",
+    "PartialResultsWarning",
 ]
 
 
@@ -103,6 +105,26 @@ class ServerOverloadedError(CherFaissError, RuntimeError):
         return type(self), (str(self), self.retry_after, self.pending, self.max_pending)
 
 
+class ShardUnavailableError(CherFaissError, RuntimeError):
+    """Shards of a sharded retriever could not answer (lost without a save to restart from, or past the
+    call's time bound); the message names them.
+
+    Parameters
+    ----------
+    message
+        Which shards, where they lived, and why.
+    shards
+        The numbers of the shards that did not answer.
+    """
+
+    def __init__(self, message: str, shards: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.shards = tuple(shards)
+
+    def __reduce__(self) -> tuple:  # keeps the shard numbers across processes (Ray re-raises it remotely)
+        return type(self), (str(self), self.shards)
+
+
 class InconsistentVersionWarning(UserWarning):
     """A state saved by another version of cherche_faiss was loaded."""
 
@@ -113,3 +135,7 @@ class DeviceFallbackWarning(UserWarning):
 
 class RecallNotReachedWarning(UserWarning):
     """Tuning search parameters could not reach the target recall; the best value found is used."""
+
+
+class PartialResultsWarning(UserWarning):
+    """A sharded retriever answered from some of its shards only (``on_shard_failure="partial"``)."""

@@ -36,6 +36,7 @@ def test_benchmark_suite_smoke(tmp_path):
         "storage",
         "torch_free",
         "sparse",
+        "distributed",
     }
     assert report["environment"]["versions"]["faiss"] and report["environment"]["cpu_count"]
     markdown = (tmp_path / "smoke.md").read_text()

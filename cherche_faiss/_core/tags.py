@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Tags", "tags", "RETRIEVER", "RANKER", "DOCUMENTS", "PIPELINE", "OTHER"]
+__all__ = ["Tags", "tags", "RETRIEVER", "RANKER", "DOCUMENTS", "PIPELINE", "QUERY", "READER", "OTHER"]
 
 RETRIEVER = "retriever"
 RANKER = "ranker"
 DOCUMENTS = "documents"
 PIPELINE = "pipeline"
+QUERY = "query"
+READER = "reader"
 OTHER = "other"
 
 
@@ -28,7 +30,9 @@ class Tags:
     Attributes
     ----------
     role
-        ``"retriever"``, ``"ranker"``, ``"documents"``, ``"pipeline"`` or ``"other"``
+        ``"retriever"``, ``"ranker"``, ``"documents"``, ``"pipeline"``, ``"query"``
+        (rewrites the queries before the first retriever: ``query.Norvig``),
+        ``"reader"`` (reads the final candidates: ``qa.QA``) or ``"other"``
         (a plain callable in a pipeline).
     needs_candidates
         Called as ``model(q, documents=candidates)``: it ranks what it is given.

@@ -8,6 +8,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from ..config import strict_fields
 from ..exceptions import DimensionMismatchError, InvalidInputError, InvalidTypeError
 
 __all__ = [
@@ -19,6 +20,10 @@ __all__ = [
     "as_queries",
     "as_documents",
     "document_texts",
+    "field_text",
+    "as_text",
+    "has_text",
+    "keyless_texts",
     "as_matrix",
     "check_finite",
     "documents_with_vectors",
@@ -99,16 +104,19 @@ def as_queries(q: Any) -> tuple[list[str], bool]:
 
 
 def as_documents(documents: Any, key: str, on: Sequence[str] | None = None, start: int = 0) -> list[Mapping]:
-    """Check that ``documents`` is a list of dicts holding ``key`` (and every ``on`` field).
+    """Check that ``documents`` is a list of dicts holding ``key``.
 
-    ``start`` is the position of the first document in a longer stream, for the messages.
+    A document missing one of the ``on`` fields is accepted (the field reads as
+    an empty string, as in Cherche) unless the ``strict_fields`` setting is on
+    (:mod:`cherche_faiss.config`): then it is refused. ``start`` is the
+    position of the first document in a longer stream, for the messages.
     """
     if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
         raise InvalidTypeError(
             f"documents must be a list of dicts, got {type(documents).__name__}. Pass e.g. [{{{key!r}: 0, ...}}, ...]."
         )
     documents = list(documents)
-    fields: Sequence[str] = on or ()
+    fields: Sequence[str] = (on or ()) if strict_fields() else ()
     for position, document in enumerate(documents, start):
         if not isinstance(document, Mapping):
             raise InvalidTypeError(
@@ -129,14 +137,64 @@ def as_documents(documents: Any, key: str, on: Sequence[str] | None = None, star
             if field not in document:
                 raise InvalidInputError(
                     f"documents[{position}] (key {document[key]!r}) has no field {field!r}, one of "
-                    f"on={list(fields)}. Add the field (an empty string is fine) or remove it from on."
+                    f"on={list(fields)}. Add the field (an empty string is fine), remove it from on, or "
+                    "turn strict_fields off (cherche_faiss.set_config(strict_fields=False)) to read it as empty."
                 )
     return documents
 
 
+def as_text(value: Any) -> str:
+    """A field's value as text: ``""`` for None, else ``str(value)``."""
+    return "" if value is None else str(value)
+
+
+def field_text(document: Mapping, field: str) -> str:
+    """The text of one field: ``""`` where it is missing or None, else the value as a string."""
+    return as_text(document.get(field))
+
+
 def document_texts(documents: Sequence[Mapping], on: Sequence[str]) -> list[str]:
-    """The text of each document: its ``on`` fields joined by spaces, as in Cherche."""
-    return [" ".join(str(document[field]) for field in on) for document in documents]
+    """The text of each document: its ``on`` fields joined by spaces, as in Cherche (a missing
+    field, or one holding None, reads as an empty string)."""
+    return [" ".join([field_text(document, field) for field in on]) for document in documents]
+
+
+def keyless_texts(documents: Any, on: Sequence[str]) -> list[str]:
+    """The texts of documents read without a key field (what query rewriters learn from), checked
+    as :func:`as_documents` checks them."""
+    if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
+        raise InvalidTypeError(f"documents must be a list of dicts, got {type(documents).__name__}.")
+    documents = list(documents)
+    for position, document in enumerate(documents):
+        if not isinstance(document, Mapping):
+            raise InvalidTypeError(
+                f"documents[{position}] must be a dict, got {type(document).__name__}. Every document is a dict "
+                "of fields."
+            )
+        missing = [field for field in on if field not in document] if strict_fields() else []
+        if missing:
+            raise InvalidInputError(
+                f"documents[{position}] has no field {missing[0]!r}, one of on={list(on)}. Add the field (an empty "
+                "string is fine), remove it from on, or turn strict_fields off."
+            )
+    return document_texts(documents, on)
+
+
+def has_text(candidate: Mapping, key: str | None, on: Sequence[str]) -> bool:
+    """Whether a candidate handed to a ranker carries a document's text, rather than being a bare hit.
+
+    With ``strict_fields`` on, every ``on`` field must be there. Otherwise a
+    candidate holding any ``on`` field, or any field besides its key and
+    ``"similarity"`` (a whole document that lacks the ``on`` fields), is read
+    with the missing fields empty; a bare hit (``{key, "similarity"}``) is not:
+    its text has to come from the documents added to the ranker. Without a
+    ``key`` (a cross-encoder built without one) only the ``on`` fields count.
+    """
+    if strict_fields():
+        return all(field in candidate for field in on)
+    if any(field in candidate for field in on):
+        return True
+    return key is not None and any(name not in (key, "similarity") for name in candidate)
 
 
 def as_matrix(vectors: Any, name: str, dimension: int | None = None, finite: bool = True) -> np.ndarray:

@@ -43,6 +43,15 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
         "(ONNX when onnxruntime is installed), onnx (never imports torch) or torch (default auto)",
     )
     serve.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        default=None,
+        help="serve the shards of sharded retrievers (cherche_faiss.distributed) from a Ray cluster, one actor "
+        "per shard loading its own folder: auto (the cluster this machine belongs to), HOST:PORT, "
+        "ray://HOST:10001, or local (a new local cluster); the save's path must be one every node reads. "
+        "Without it, shards load into this process",
+    )
+    serve.add_argument(
         "--api-key-env",
         metavar="NAME",
         help=f"require the key held by environment variable NAME in the X-API-Key header "
@@ -112,7 +121,13 @@ def serve_command(args: argparse.Namespace) -> int:
 
         require_server_extra()  # before loading a pipeline for nothing
         api_key = _api_key(args)
-        pipeline = load_served(args.path, allow_pickle=args.allow_pickle, mmap=args.mmap, backend=args.backend)
+        pipeline = load_served(
+            args.path,
+            allow_pickle=args.allow_pickle,
+            mmap=args.mmap,
+            backend=args.backend,
+            ray_address=args.ray_address,
+        )
         app = create_app(
             pipeline,
             api_key=api_key,

@@ -13,6 +13,7 @@ from .._core.tags import RANKER, RETRIEVER, Tags
 from .._core.validation import check_k, check_positive_int
 from ..exceptions import InvalidInputError
 from .fusion import FUSIONS, Fused, as_hits, fuse_reciprocal_ranks, fuse_votes, fuse_weighted_scores
+from .keys import give_key, shared_key
 from .operators import ComposeMixin, add_once, needs_documents, register
 
 __all__ = ["Union", "Intersection", "Vote"]
@@ -52,12 +53,7 @@ class _Fusion(ComposeMixin, Component):
     ) -> None:
         if not isinstance(models, (list, tuple)) or len(models) < 2:
             raise InvalidInputError(f"{type(self).__name__} needs a list of at least two models, got {models!r}.")
-        keys = {getattr(model, "key", None) for model in models}
-        if len(keys) != 1 or None in keys:
-            raise InvalidInputError(
-                f"the models of a {type(self).__name__} must share one key field, got {sorted(map(str, keys))}. "
-                "Build every model with the same key=..."
-            )
+        shared_key(models, type(self).__name__)  # a cross-encoder without key takes the others'
         if fusion not in FUSIONS:
             raise InvalidInputError(f"fusion must be one of {FUSIONS}, got {fusion!r}.")
         if weights is not None and len(weights) != len(models):
@@ -82,6 +78,10 @@ class _Fusion(ComposeMixin, Component):
     @property
     def key(self) -> str:
         return self.models[0].key
+
+    def _adopt_key(self, key: str) -> None:
+        """Take the key of the pipeline this fusion joins (its members had none: cross-encoders)."""
+        give_key(self.models, key)
 
     def __cherche_tags__(self) -> Tags:
         # A fusion of retrievers finds candidates like a retriever; with one ranker in it, it needs them.

@@ -41,7 +41,8 @@ class ComposeMixin:
         return [self]
 
     def __add__(self, other: Any) -> Any:
-        if isinstance(other, list) or isinstance(other, ComposeMixin):
+        # Any callable can be a stage, as in Cherche's pipelines (without tags it answers the queries, see tags).
+        if isinstance(other, list) or isinstance(other, ComposeMixin) or callable(other):
             return _build("+", self, other)
         return NotImplemented
 

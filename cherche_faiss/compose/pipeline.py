@@ -8,9 +8,10 @@ from typing import Any
 
 from .._core.candidates import Candidates, answers_candidates
 from .._core.component import Component
-from .._core.tags import DOCUMENTS, PIPELINE, RETRIEVER, Tags, tags
+from .._core.tags import DOCUMENTS, PIPELINE, QUERY, RETRIEVER, Tags, tags
 from .._core.validation import as_documents, check_k
 from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, UnknownKeyError
+from .keys import give_key
 from .operators import ComposeMixin, add_once, needs_documents, register
 
 __all__ = ["Pipeline", "DocumentMap"]
@@ -25,6 +26,14 @@ def _pipeline_key(stages: list[Any]) -> str:
         "cannot map documents: no stage of this pipeline has a key field. Add documents after a "
         "retriever or ranker built with key=..."
     )
+
+
+def _leading_rewriters(stages: list[Any]) -> int:
+    """The number of query rewriters (``query.Norvig``, ``query.PRF``) at the head of ``stages``."""
+    count = 0
+    while count < len(stages) and tags(stages[count]).role == QUERY:
+        count += 1
+    return count
 
 
 def _is_batch(results: Any) -> bool:
@@ -168,25 +177,34 @@ class Pipeline(ComposeMixin, Component):
                     f"pipeline stage {model!r} ({type(model).__name__}) is not a retriever, a "
                     "ranker or a list of documents."
                 )
-        if tags(stages[0]).role == DOCUMENTS:
+        rewriters = _leading_rewriters(stages)  # query.Norvig + retriever: the queries are rewritten first
+        if len(stages) > rewriters and tags(stages[rewriters]).role == DOCUMENTS:
             raise InvalidInputError(
                 "a pipeline cannot start with a document mapping: it maps the hits of the stage before "
                 "it. Build it as retriever + documents (or ranker + documents)."
             )
         for position, stage in enumerate(stages):
-            if tags(stage).role == RETRIEVER and position != 0:
+            if tags(stage).role == RETRIEVER and position != rewriters:
                 raise InvalidInputError(
                     f"{type(stage).__name__} retriever at position {position}: a retriever can only "
                     "start a pipeline (it ignores its input). Combine retrievers with | or &, or "
                     "put the retriever first."
                 )
+            if tags(stage).role == QUERY and position >= rewriters:
+                raise InvalidInputError(
+                    f"{type(stage).__name__} at position {position} rewrites queries: put it at the head of "
+                    "the pipeline (query.Norvig(...) + retriever + ranker)."
+                )
+        if any(isinstance(getattr(stage, "key", None), str) for stage in stages):
+            give_key(stages, _pipeline_key(stages))  # a cross-encoder without key takes the pipeline's
         self.models = stages
 
     def _stages(self) -> list[Any]:
         return list(self.models)
 
     def __cherche_tags__(self) -> Tags:
-        return Tags(role=PIPELINE, needs_candidates=needs_documents(self.models[0]))
+        first = self.models[min(_leading_rewriters(self.models), len(self.models) - 1)]
+        return Tags(role=PIPELINE, needs_candidates=needs_documents(first))
 
     @property
     def key(self) -> str:
@@ -224,17 +242,21 @@ class Pipeline(ComposeMixin, Component):
         # While the stages answer candidates (see _candidates_stage), hits travel as arrays: `found`
         # (Candidates), `field` (the key field of their hits) and `single` stand for `results`.
         found: Candidates | None = None
-        field, single = "", False
+        field, single, head = "", False, True  # head: no stage but query rewriters has run yet
         last = len(self.models) - 1
         for position, stage in enumerate(self.models):
+            if tags(stage).role == QUERY:
+                q = stage(q)  # the next stages search the rewritten queries
+                continue
             if found is not None and tags(stage).role == DOCUMENTS and getattr(stage, "key", None) == field:
                 mapped = stage._map_candidates(found, k if position == last else None)
                 results, found = (mapped[0] if single else mapped), None
                 continue
-            if _candidates_stage(stage, found, field, documents if position == 0 else None):
+            if _candidates_stage(stage, found, field, documents if head else None):
                 found, single = stage._call_candidates(q, None, batch_size, found, **kwargs)
-                field = stage.key if position == 0 else field
+                field, head = (stage.key if head else field), False
                 continue
+            head = False
             if found is not None:  # this stage takes hits: build them
                 hits = found.hits(field)
                 results, found = (hits[0] if single else hits), None
@@ -283,7 +305,7 @@ def _join(left: Any, right: Any) -> Pipeline:
     """``left + right``: the stages of both, or ``left``'s stages and a mapping to the documents ``right``."""
     if isinstance(right, list):
         return Pipeline([*left._stages(), DocumentMap(key=_pipeline_key(left._stages()), documents=right)])
-    return Pipeline([*left._stages(), *right._stages()])
+    return Pipeline([*left._stages(), *(right._stages() if isinstance(right, ComposeMixin) else [right])])
 
 
 register("+", _join)

@@ -28,6 +28,8 @@ class Writer:
         self.folder = folder
         self.written: list[str] = []  # relative names, in order
         self._taken: set[str] = set()
+        #: Called with the save's final path once it is in place (nested saves record where they went).
+        self.finished: list[Callable[[Path], None]] = []
 
     def file(self, stem: str, write: Callable[[Path], Any], suffix: str = "") -> str:
         """Write a new file (or a folder of files) with ``write(path)``; its relative name.
@@ -39,6 +41,27 @@ class Writer:
         write(path)
         self._wrote(name)
         return name
+
+    def folders(
+        self, stem: str, count: int, write: Callable[[list[Path]], Any], manifest: str, where: str
+    ) -> list[str]:
+        """``count`` new folders ``stem/000``, ``stem/001`` ..., written together by ``write(paths)``,
+        each a complete save of its own; their relative names.
+
+        Only each folder's ``manifest`` is recorded: it lists and hashes the
+        folder's other files, which its own load verifies.
+        """
+        reserved = [self._reserve(f"{stem}/{number:03d}", "") for number in range(count)]
+        write([path for _, path in reserved])
+        for name, path in reserved:
+            if not (path / manifest).is_file():
+                raise CorruptFileError(
+                    f"cannot save {where}: part {name} was written elsewhere but {path / manifest} is not there. "
+                    "Every process that writes a part must see the save's path: save to a folder every machine "
+                    "shares (a network file system)."
+                )
+            self.written.append(f"{name}/{manifest}")
+        return [name for name, _ in reserved]
 
     def _reserve(self, stem: str, suffix: str) -> tuple[str, Path]:
         """A new relative name ``stem + suffix`` (made unique) and its path; parent folders exist."""

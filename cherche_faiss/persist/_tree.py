@@ -43,15 +43,25 @@ ALLOWED = (
     "cherche_faiss.retrieve.Encoder",
     "cherche_faiss.retrieve.DPR",
     "cherche_faiss.retrieve.Embedding",
+    "cherche_faiss.retrieve.Lunr",
+    "cherche_faiss.retrieve.Flash",
+    "cherche_faiss.retrieve.Fuzz",
+    "cherche_faiss.query.Norvig",
+    "cherche_faiss.query.PRF",
+    "cherche_faiss.qa.QA",
+    "cherche_faiss.utils.TopK",
     "cherche_faiss.rank.Encoder",
     "cherche_faiss.rank.DPR",
     "cherche_faiss.rank.Embedding",
     "cherche_faiss.rank.CrossEncoder",
     "cherche_faiss.index.FaissIndex",
+    "cherche_faiss.index.Faiss",
     "cherche_faiss.encoders.HashingEncoder",
     "cherche_faiss.encoders.SentenceTransformerEncoder",
     "cherche_faiss.encoders.CrossEncoderScorer",
     "cherche_faiss.encoders.OnnxEncoder",
+    "cherche_faiss.distributed.ShardedRetriever",
+    "cherche_faiss.distributed.Shard",
 )
 
 
@@ -63,6 +73,9 @@ class LoadContext:
     mmap: bool = False
     backend: str = "auto"
     verified: bool = False  # every file of the save matched its SHA-256 before anything was built
+    #: Where sharded components put their shards: None, in this process; cherche_faiss.distributed.load
+    #: passes where to start shard actors.
+    placement: Any = None
 
 
 def _class_named(name: str) -> type:

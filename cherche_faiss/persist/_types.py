@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import CorruptFileError, IncompatibleStateError, InvalidTypeError
+from ._nested import NestedSavesHandler
 
 __all__ = ["handler_for", "handler_named"]
 
@@ -200,7 +201,7 @@ class BM25sModel:
         return model
 
 
-_HANDLERS = (FaissIndexFile(), TfidfVectorizerState(), BM25sModel())
+_HANDLERS = (FaissIndexFile(), TfidfVectorizerState(), BM25sModel(), NestedSavesHandler())
 
 
 def handler_for(value: Any) -> Any:

@@ -56,7 +56,7 @@ from ._onnx_copies import check_backend, onnx_copies_for
 from ._opened import OpenedSave, read_consistently
 from ._tree import ALLOWED, LoadContext, Loader, Saver
 
-__all__ = ["save", "load", "read_manifest", "ALLOWED", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "load", "load_with", "load_nested", "read_manifest", "ALLOWED", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "cherche_faiss.save"
 #: Raised when the layout of a save changes; older layouts are upgraded by ``_UPGRADES`` or refused.
@@ -140,9 +140,11 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
         )
     copies = onnx_copies_for(onnx)
     target = Path(os.path.abspath(os.fspath(path)))
+    savers: list[Saver] = []
 
     def fill(folder: Path) -> None:
         saver = Saver(folder, onnx=copies)
+        savers[:] = [saver]
         root = saver.component(obj, type(obj).__name__)
         files = {}
         for name in saver.writer.written:
@@ -164,6 +166,8 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
         _atomic.fsync_file(folder / MANIFEST)
 
     _atomic.write_folder(target, fill, _is_save)
+    for callback in savers[0].writer.finished:  # parts saved by other processes learn where they are now
+        callback(target)
     return target
 
 
@@ -312,8 +316,40 @@ def load(
     backend = check_backend(backend)
     if not isinstance(mmap, bool) or not isinstance(verify, bool):
         raise InvalidTypeError(f"mmap and verify must be True or False, got mmap={mmap!r}, verify={verify!r}.")
-    context = LoadContext(device=device, mmap=mmap, backend=backend, verified=verify)
-    return read_save(Path(os.path.abspath(os.fspath(path))), functools.partial(_build, context=context, verify=verify))
+    return load_with(path, LoadContext(device=device, mmap=mmap, backend=backend, verified=verify))
+
+
+def load_with(path: str | os.PathLike, context: LoadContext) -> Any:
+    """:func:`load` with its options checked already, as a :class:`~._tree.LoadContext`
+    (``context.verified``: check every file's SHA-256); for the library's own loaders
+    (:func:`cherche_faiss.distributed.load` sets ``placement``)."""
+    target = Path(os.path.abspath(os.fspath(path)))
+    return read_save(target, functools.partial(_build, context=context, verify=context.verified))
+
+
+def load_nested(path: Path, manifest_sha256: str, context: LoadContext) -> Any:
+    """The save in ``path``, a folder inside another save whose manifest names ``path``'s manifest by its
+    SHA-256 (see ``_nested.py``); a folder holding another manifest is refused.
+
+    Raises
+    ------
+    CorruptFileError
+        ``path``'s manifest is not the one the outer save names: the folder was
+        replaced (a newer save of the same path) or edited since the outer save
+        was read.
+    """
+
+    def read(opened: OpenedSave, manifest: dict[str, Any]) -> Any:
+        found = hashlib.sha256(opened.path(MANIFEST).read_bytes()).hexdigest()
+        if found != manifest_sha256:
+            raise CorruptFileError(
+                f"{path} is not the part its parent save names (its {MANIFEST} has SHA-256 {found[:12]}..., the "
+                f"parent names {manifest_sha256[:12]}...): it was replaced by another save of the same path, or "
+                "edited. Load the parent save again."
+            )
+        return _build(opened, manifest, context=context, verify=context.verified)
+
+    return read_save(Path(path), read)
 
 
 def _build(opened: OpenedSave, manifest: dict[str, Any], context: LoadContext, verify: bool) -> Any:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._core.component import Component
 from .._core.tags import RANKER, Tags
-from .._core.validation import as_documents, as_queries, check_k, check_on, check_positive_int, document_texts
+from .._core.validation import as_documents, as_queries, check_k, check_on, check_positive_int, document_texts, has_text
 from ..compose.operators import ComposeMixin
 from ..encoders.factories import as_scorer
 from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, UnknownKeyError
@@ -38,7 +38,10 @@ class CrossEncoder(ComposeMixin, Component):
     batch_size
         Pairs scored per call of the model.
     key
-        Field holding each document's id (needed by :meth:`add`).
+        Field holding each document's id (needed by :meth:`add`). Cherche's
+        cross-encoder has none: left out, it is taken from the pipeline or
+        fusion the cross-encoder joins (``retriever + documents + cross_encoder``,
+        ``ranker | cross_encoder``).
 
     Examples
     --------
@@ -66,6 +69,10 @@ class CrossEncoder(ComposeMixin, Component):
     def __len__(self) -> int:
         return len(self._texts)
 
+    def _adopt_key(self, key: str) -> None:
+        """Take the key field of the pipeline or fusion this cross-encoder joins (see compose.keys)."""
+        self.key = key
+
     def _repr_extra(self) -> dict[str, Any]:
         return {"documents": len(self)}
 
@@ -88,9 +95,11 @@ class CrossEncoder(ComposeMixin, Component):
         if not isinstance(hit, Mapping):
             raise InvalidTypeError(f"candidate {hit!r} of query {query_number} is not a dict.")
         if all(field in hit for field in self.on):
-            return " ".join(str(hit[field]) for field in self.on)
+            return document_texts([hit], self.on)[0]
         if self.key is not None and hit.get(self.key) in self._texts:
             return self._texts[hit[self.key]]
+        if has_text(hit, self.key, self.on):  # a whole document missing some fields: they read as empty
+            return document_texts([hit], self.on)[0]
         raise UnknownKeyError(
             f"candidate {hit!r} of query {query_number} has none of the fields {self.on} and is not among "
             "the documents added to this cross-encoder. Pass whole documents (retriever + documents + "

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core.validation import has_text
 from ..encoders.factories import as_encoder
 from ..exceptions import IncompatibleStateError, UnknownKeyError
 from .base import Ranker
@@ -79,8 +80,8 @@ class DPR(Ranker):
     def _learn(self, unknown: list[Mapping], batch_size: int) -> None:
         for document in unknown:
             # on=None passes check_component and then fails here (TypeError); rejecting it earlier changes behaviour.
-            missing = [field for field in self.on if field not in document]  # type: ignore[union-attr]
-            if missing:
+            if not has_text(document, self.key, self.on):  # type: ignore[arg-type]
+                missing = [field for field in self.on if field not in document]  # type: ignore[union-attr]
                 raise UnknownKeyError(
                     f"candidate {self.key}={document[self.key]!r} is unknown to this "
                     f"{type(self).__name__} ranker and has no field(s) {missing} to encode it from. "

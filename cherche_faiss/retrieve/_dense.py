@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._core.candidates import Candidates
+from ..index._raw import faiss_module
 from ..index._search_params import SEARCH_PARAMETERS, check_search_params
 from ..index.dense import DenseVectors
 from ..index.faiss import FaissIndex
@@ -17,12 +18,25 @@ __all__ = ["DenseRetriever", "make_index"]
 
 def make_index(index: Any, normalize: bool, device: str, search_params: dict | None = None) -> FaissIndex:
     """A FaissIndex from what users pass as ``index``: None, a factory string
-    (``"auto"`` included), a ``faiss.Index`` or a FaissIndex (used as it is)."""
+    (``"auto"`` included), a ``faiss.Index`` (its metric kept) or a FaissIndex (used as it is)."""
     if isinstance(index, FaissIndex):
         return index.set_search_params(**search_params) if search_params else index
     return FaissIndex(
-        factory="Flat" if index is None else index, normalize=normalize, device=device, search_params=search_params
+        metric=metric_of(index),
+        factory="Flat" if index is None else index,
+        normalize=normalize,
+        device=device,
+        search_params=search_params,
     )
+
+
+def metric_of(index: Any) -> str:
+    """The metric of what users pass as ``index``: a ``faiss.Index``'s own (Cherche's examples pass
+    ``faiss.IndexFlatL2(d)``), else the inner product."""
+    if index is None or isinstance(index, str):
+        return "ip"
+    faiss = faiss_module()
+    return "l2" if isinstance(index, faiss.Index) and index.metric_type == faiss.METRIC_L2 else "ip"
 
 
 class DenseRetriever(DenseVectors, Retriever):

@@ -23,6 +23,7 @@ from ..exceptions import (
     MissingDependencyError,
     ServerClosedError,
     ServerOverloadedError,
+    ShardUnavailableError,
 )
 from .batching import MicroBatcher
 from .guard import API_KEY_HEADER, RequestGuard, check_guard_options
@@ -238,8 +239,9 @@ def _error_responses(models: dict[str, Any]) -> dict[int, dict[str, Any]]:
         422: {"model": models["validation_error"], "description": "The request body is not a valid search."},
         503: {
             "model": models["error"],
-            "description": "The server is shutting down (retry on another one), or overloaded: its queue of "
-            "pending queries is full, and the `Retry-After` header says in how many seconds to retry.",
+            "description": "The server is shutting down (retry on another one), a shard of a sharded retriever "
+            "did not answer, or the server is overloaded: its queue of pending queries is full, and the "
+            "`Retry-After` header says in how many seconds to retry.",
             "headers": {
                 "Retry-After": {
                     "description": "Seconds to wait before retrying (overload only).",
@@ -325,7 +327,7 @@ async def _search(service: SearchService, request: Any, body: Any) -> Any:
         return _error(service, 503, str(exc))
     try:
         hits = await _unless_disconnected(request, future)
-    except ServerClosedError as exc:
+    except (ServerClosedError, ShardUnavailableError) as exc:  # the server's fault (a lost shard): retry later
         return _error(service, 503, str(exc))
     except CherFaissError as exc:
         return _error(service, 400, str(exc))

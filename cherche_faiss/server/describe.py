@@ -103,6 +103,10 @@ def _component(model: Any, path: str, indexes: list[dict[str, Any]], devices: se
     index = getattr(model, "index", None)
     if _is_faiss_index(index):
         described["index"] = _index(index, f"{path}.index", indexes, devices)
+    shards = getattr(model, "describe_shards", None)
+    if callable(shards):  # a sharded retriever: where each shard lives (unreachable ones say so)
+        described["placement"] = model.placement
+        described["shards"] = [_jsonable(entry) for entry in shards()]
     children = getattr(model, "models", None)
     if isinstance(children, list):
         described["models"] = [

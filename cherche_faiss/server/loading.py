@@ -23,6 +23,7 @@ def load_served(
     mmap: bool = False,
     device: str = "auto",
     backend: str = "auto",
+    ray_address: str | None = None,
 ) -> Any:
     """Load a saved pipeline to serve it.
 
@@ -45,6 +46,13 @@ def load_served(
         Which encoder answers queries where a folder holds ONNX copies
         (``"auto"``, ``"onnx"``, ``"torch"``; see :func:`cherche_faiss.persist.load`).
         A pickle holds its encoders as they were.
+    ray_address
+        Where the shards of sharded retrievers go (folder format only): None
+        loads them into this process; a Ray address (``"auto"``,
+        ``"host:6379"``, ``"ray://host:10001"``, or ``"local"`` for a new local
+        cluster) starts one actor per shard there, each loading its own folder
+        (see :func:`cherche_faiss.distributed.load`), so that one endpoint
+        serves a corpus spread over many machines.
 
     Returns
     -------
@@ -88,9 +96,19 @@ def load_served(
             "or a pickle file of a pipeline you trust with --allow-pickle (allow_pickle=True)."
         )
     if path.is_dir():
+        if ray_address is not None:
+            from ..distributed import load as load_sharded
+
+            address = None if ray_address == "local" else ray_address
+            return load_sharded(path, address=address, mmap=mmap, verify=True, device=device, backend=backend)
         from ..persist import load
 
         return load(path, device=device, mmap=mmap, verify=True, backend=backend)
+    if ray_address is not None:
+        raise InvalidInputError(
+            f"ray_address applies to the saved folder format; {path} is a pickle. Save the pipeline with "
+            "cherche_faiss.save(pipeline, folder) and serve the folder."
+        )
     if not allow_pickle:
         raise InvalidInputError(
             f"{path} is a pickle file, and unpickling runs whatever code its author put in it. "

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cherche_faiss import rank, retrieve
-from cherche_faiss.contract import CHECKS, Case, ContractViolation, check_component
+from cherche_faiss import query, rank, retrieve, utils
+from cherche_faiss.contract import CHECKS, DOCUMENTS, Case, ContractViolation, check_component
 from cherche_faiss.encoders import HashingEncoder
 
 
@@ -79,6 +79,47 @@ def make_pipeline():
     return make_tfidf() + make_rank_encoder()
 
 
+def make_lunr():
+    return retrieve.Lunr(key="id", on=["title", "article"], k=3)
+
+
+def make_flash():
+    return retrieve.Flash(key="id", on=["title", "article"], k=3)
+
+
+def make_fuzz():
+    return retrieve.Fuzz(key="id", on=["title", "article"], k=3)
+
+
+def make_norvig_pipeline():
+    return query.Norvig(on=["title", "article"]) + make_tfidf() + make_rank_encoder()
+
+
+def make_prf_pipeline():
+    # PRF learns from the documents it is built with, as in Cherche (it has no add).
+    return query.PRF(on=["title", "article"], documents=DOCUMENTS, nb_docs=2, nb_terms_per_doc=1) + make_bm25()
+
+
+def make_top_k_pipeline():
+    return make_fuzz() + utils.TopK(k=2) + make_rank_encoder()
+
+
+def make_cross_encoder_without_key():
+    # Cherche's signature: no key; the pipeline gives it its own.
+    return make_tfidf() + rank.CrossEncoder(on=["title", "article"], encoder=overlap_scorer, k=3)
+
+
+#: Flash matches whole fields (keywords): documents whose "article" is a list of tags.
+FLASH_DOCUMENTS = [
+    {"id": 0, "title": "Paris", "article": ["eiffel tower", "capital", "france", "paris"]},
+    {"id": 1, "title": "Montreal", "article": ["quebec", "canada"]},
+    {"id": 2, "title": "Bordeaux", "article": ["wine", "garonne"]},
+    {"id": 3, "title": "Toulouse", "article": ["aircraft", "airbus"]},
+    {"id": 4, "title": "Lyon", "article": ["food", "silk"]},
+    {"id": 5, "title": "Rennes", "article": ["capital", "brittany", "metro"]},
+]
+
+
 @functools.cache
 def _tiny_onnx_export():
     pytest.importorskip("onnxruntime")
@@ -115,12 +156,23 @@ COMPONENTS = {
     "pipeline": make_pipeline,
     "retrieve.Encoder[onnx]": make_onnx_encoder,
     "rank.Encoder[onnx, embedded]": make_rank_onnx_encoder,
+    "retrieve.Lunr": make_lunr,
+    "retrieve.Flash": make_flash,
+    "retrieve.Fuzz": make_fuzz,
+    "pipeline[query.Norvig]": make_norvig_pipeline,
+    "pipeline[query.PRF]": make_prf_pipeline,
+    "pipeline[utils.TopK]": make_top_k_pipeline,
+    "pipeline[rank.CrossEncoder without key]": make_cross_encoder_without_key,
 }
 
 
 def _case(name):
     make = COMPONENTS[name]
     embedding = name in ("retrieve.Embedding", "rank.Embedding")
+    if name == "retrieve.Flash":
+        return Case(make, documents=FLASH_DOCUMENTS, queries=["paris and its eiffel tower", "wine", "capital"])
+    if name == "pipeline[utils.TopK]":
+        return Case(make, k=2)
     return Case(make, vectors=HashingEncoder(dimension=32).encode if embedding else None)
 
 

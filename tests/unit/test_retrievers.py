@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import cherche_faiss
 from cherche_faiss import retrieve
 from cherche_faiss.encoders import HashingEncoder
 from cherche_faiss.exceptions import InvalidInputError, InvalidTypeError, NotIndexedError
@@ -132,15 +133,17 @@ def test_bad_documents(documents):
     retriever = retrieve.TfIdf(key="id", on=["title", "article"])
     with pytest.raises(InvalidInputError, match="no key field 'id'"):
         retriever.add([{"title": "x", "article": "y"}])
-    with pytest.raises(InvalidInputError, match="no field 'article'"):
-        retriever.add([{"id": 1, "title": "x"}])
+    with cherche_faiss.config_context(strict_fields=True):  # a missing `on` field is an error only when strict
+        with pytest.raises(InvalidInputError, match="no field 'article'"):
+            retriever.add([{"id": 1, "title": "x"}])
     with pytest.raises(InvalidTypeError, match="list of dicts"):
         retriever.add({"id": 1, "title": "x", "article": "y"})
     assert len(retriever) == 0
     encoder_retriever = retrieve.Encoder(key="id", on="title", encoder=HashingEncoder(dimension=8))
     encoder_retriever.add(documents, show_progress=False)
-    with pytest.raises(InvalidInputError, match="no field 'title'"):
-        encoder_retriever.add([{"id": 99}], show_progress=False)
+    with cherche_faiss.config_context(strict_fields=True):
+        with pytest.raises(InvalidInputError, match="no field 'title'"):
+            encoder_retriever.add([{"id": 99}], show_progress=False)
     assert len(encoder_retriever) == len(documents)
 
 
