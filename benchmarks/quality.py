@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS_DIR, SCIFACT, environment  # noqa: E402
 
-PIPELINES = ["bm25", "tfidf", "encoder", "bm25|encoder", "bm25+encoder"]
+PIPELINES = ["bm25", "bm25-cherche", "tfidf", "tfidf-sklearn", "encoder", "bm25|encoder", "bm25+encoder"]
 KS = [1, 10, 100]
 
 

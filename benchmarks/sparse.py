@@ -6,11 +6,16 @@ scipy (the core install) and through the numba kernels (the ``fast`` extra), cho
 ``CHERCHE_FAISS_SPARSE``.
 
 * Retrievers alone, k=100, batches of 1, 16 and 300 queries (every query, in consecutive
-  batches): cherche_faiss ``TfIdf`` against Cherche's ``TfIdf`` (lenlp) and scikit-learn used
-  directly (``vectorizer.transform(batch) @ matrix.T``, then ``argpartition`` and a sort, on the
-  vectorizer and document matrix cherche_faiss fitted: the same settings); cherche_faiss ``BM25``
-  against Cherche's ``BM25`` (lenlp) and bm25s used directly (``bm25s.tokenize`` then
-  ``retrieve``, its numpy backend, and its numba backend on every core when numba is installed).
+  batches): cherche_faiss ``TfIdf`` (its default, Cherche's n-grams) and ``TfIdf`` with
+  scikit-learn's ``char_wb`` vectorizer (the default before: "char_wb") against Cherche's ``TfIdf``
+  (lenlp) and scikit-learn used directly (``vectorizer.transform(batch) @ matrix.T``, then
+  ``argpartition`` and a sort, on the ``char_wb`` vectorizer and document matrix cherche_faiss
+  fitted: the same settings); cherche_faiss ``BM25`` (bm25s's scoring, its default) and ``BM25``
+  with Cherche's ``count_vectorizer`` ("lenlp-bm25") against Cherche's ``BM25`` (lenlp) and bm25s
+  used directly (``bm25s.tokenize`` then ``retrieve``, its numpy backend, and its numba backend on
+  every core when numba is installed). Each side's hits are compared with Cherche's: the overlap of
+  the top-k sets (the share of Cherche's hits a side returns), and the queries answered with the
+  same ids in the same order.
 * Pipelines: ``TfIdf(k=100) + rank.Encoder(k=10)`` and ``BM25(k=100) + rank.Encoder(k=10)`` with
   the lookup-table encoder of ``overhead.py`` (vectors looked up, nothing computed), one call with
   every query and one query per call (p50), against Cherche's same pipelines.
@@ -50,6 +55,9 @@ RANKER_K = 10
 SMOKE_QUERIES = 20
 BATCHES = (1, 16, 300)
 OURS = ("cherche_faiss numpy", "cherche_faiss numba")
+# The other setting of each family, one argument away: scikit-learn's char_wb TfIdf (the default
+# before) and Cherche's BM25 (count_vectorizer); run through numpy and numba too.
+SETTINGS = {"tfidf": "char_wb", "bm25": "lenlp-bm25"}
 MODE_ENV = "CHERCHE_FAISS_SPARSE"
 GOALS = {"batch": 10.0, "single": 2.0}  # pipeline speed-up over Cherche wanted (issue 15)
 
@@ -96,13 +104,27 @@ def _bm25s_search(corpus: Corpus, backend: str, k: int) -> Callable[[list[str]],
 
 
 def _ours_ids(retriever: Any) -> Callable[[list[str]], list[list[int]]]:
-    rows = {key: row for row, key in enumerate(retriever._keys)}
+    inner = getattr(retriever, "_vectors", None) or retriever  # Cherche's BM25 keeps its keys in a TfIdf
+    rows = {key: row for row, key in enumerate(inner._keys)}
     return lambda batch: [[rows[hit[KEY]] for hit in hits] for hits in retriever(batch)]
 
 
 def _cherche_ids(retriever: Any, corpus: Corpus) -> Callable[[list[str]], list[list[int]]]:
     rows = {document[KEY]: row for row, document in enumerate(corpus.documents)}
     return lambda batch: [[rows[hit[KEY]] for hit in hits] for hits in retriever(batch, k=RETRIEVER_K)]
+
+
+def _other_setting(corpus: Corpus, family: str) -> Any:
+    """cherche_faiss's other setting of ``family`` (:data:`SETTINGS`)."""
+    from cherche_faiss import retrieve
+    from cherche_faiss.retrieve.tfidf import sklearn_vectorizer
+
+    if family == "tfidf":
+        return retrieve.TfIdf(
+            key=KEY, on=corpus.on, documents=corpus.documents, tfidf=sklearn_vectorizer(), k=RETRIEVER_K
+        )
+    vectorizer = retrieve.NgramVectorizer(weighting="bm25", ngram_range=(3, 5))
+    return retrieve.BM25(key=KEY, on=corpus.on, documents=corpus.documents, count_vectorizer=vectorizer, k=RETRIEVER_K)
 
 
 def build_sides(corpus: Corpus, family: str) -> tuple[dict[str, Callable[[list[str]], Any]], dict[str, Any]]:
@@ -112,12 +134,14 @@ def build_sides(corpus: Corpus, family: str) -> tuple[dict[str, Callable[[list[s
     ours = (retrieve.TfIdf if family == "tfidf" else retrieve.BM25)(
         key=KEY, on=corpus.on, documents=corpus.documents, k=RETRIEVER_K
     )
+    other = _other_setting(corpus, family)
     sides: dict[str, Callable[[list[str]], Any]] = {}
-    ids = _ours_ids(ours)
-    for side in OURS:
-        if side.endswith("numba") and importlib.util.find_spec("numba") is None:
-            continue
-        sides[side] = _with_mode(side.split()[1], ids)
+    for retriever, prefix in ((ours, "cherche_faiss"), (other, f"cherche_faiss {SETTINGS[family]}")):
+        ids = _ours_ids(retriever)
+        for mode in ("numpy", "numba"):
+            if mode == "numba" and importlib.util.find_spec("numba") is None:
+                continue
+            sides[f"{prefix} {mode}"] = _with_mode(mode, ids)
     built: dict[str, Any] = {"cherche_faiss": ours}
     if cherche_available():
         cherche_retrieve = importlib.import_module("cherche.retrieve")
@@ -128,7 +152,7 @@ def build_sides(corpus: Corpus, family: str) -> tuple[dict[str, Callable[[list[s
         sides[column_name("cherche")] = _cherche_ids(theirs, corpus)
     k = min(RETRIEVER_K, len(corpus.documents))
     if family == "tfidf":
-        sides["scikit-learn"] = _sklearn_search(ours.tfidf, ours._matrix.T.tocsr(), k)
+        sides["scikit-learn"] = _sklearn_search(other.tfidf, other._matrix.T.tocsr(), k)
     else:
         sides["bm25s numpy"] = _bm25s_search(corpus, "numpy", k)
         if importlib.util.find_spec("numba") is not None:
@@ -167,8 +191,18 @@ def measure_alone(corpus: Corpus, family: str, config: Config) -> tuple[list[dic
                 )
             )
     answers = {side: search(queries) for side, search in sides.items()}
-    reference = answers[OURS[0]]
-    agreement = {
+    cherche = answers.get(column_name("cherche"))
+    metrics = {"agreement": _agreement(answers, answers[OURS[0]]), "build_s": build_s}
+    if cherche is not None:
+        metrics["against_cherche"] = _agreement(answers, cherche)
+    records.append(record(WORKLOAD, "agreement", {**params, "family": family}, **metrics))
+    return records, built
+
+
+def _agreement(answers: Mapping[str, list[list[int]]], reference: list[list[int]]) -> dict[str, dict[str, Any]]:
+    """Each side's hits against ``reference``'s: queries with the same ids in order, the same id sets,
+    and the overlap of the top-k sets (the share of the reference's hits the side returns, averaged)."""
+    return {
         side: {
             "same_ids_in_order": sum(a == b for a, b in zip(found, reference)),
             "same_id_sets": sum(set(a) == set(b) for a, b in zip(found, reference)),
@@ -176,8 +210,6 @@ def measure_alone(corpus: Corpus, family: str, config: Config) -> tuple[list[dic
         }
         for side, found in answers.items()
     }
-    records.append(record(WORKLOAD, "agreement", {**params, "family": family}, agreement=agreement, build_s=build_s))
-    return records, built
 
 
 def measure_pipelines(corpus: Corpus, family: str, retrievers: Mapping[str, Any], config: Config) -> list[dict]:
@@ -274,9 +306,12 @@ def markdown(records: Sequence[Mapping]) -> str:
     for corpus in _corpora(records):
         lines += _corpus_tables(records, corpus)
     lines += [
-        "Cherche's retrievers are lenlp's vectorizers (their own analyzers: other hits); scikit-learn and bm25s "
-        "score like cherche_faiss, so their hits differ only where tied scores are ordered differently. "
-        "cherche_faiss breaks ties by document order.",
+        "cherche_faiss's TfIdf and its BM25 with a count_vectorizer compute Cherche's vectors (lenlp's "
+        "normalisation and character n-grams of the whole text, the same weights), so their hits are Cherche's "
+        "but where tied or float-close scores are ordered differently (cherche_faiss breaks ties by document "
+        "order, Cherche's argpartition arbitrarily). BM25's default (bm25s over words) and scikit-learn's char_wb "
+        "n-grams (each word padded with spaces) are other analyses: other hits. scikit-learn and bm25s used "
+        "directly score like the cherche_faiss side of the same settings.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -328,13 +363,16 @@ def _corpus_tables(records: Sequence[Mapping], corpus: Mapping) -> list[str]:
         if rec["workload"] != WORKLOAD or rec["params"].get("corpus") != name:
             continue
         if rec["case"] == "agreement":
-            parts = [
-                f"{side}: {value['same_ids_in_order']}/{rec['params']['queries']} same ids in order, "
-                f"{value['overlap']:.0%} overlap"
-                for side, value in rec["metrics"]["agreement"].items()
-                if side != OURS[0]
-            ]
-            lines.append(f"- {rec['params']['family']} hits against cherche_faiss numpy's: " + "; ".join(parts) + ".")
+            family, queries = rec["params"]["family"], rec["params"]["queries"]
+            for reference, label in ((OURS[0], "cherche_faiss numpy's"), (cherche, f"{cherche}'s")):
+                metric = "agreement" if reference == OURS[0] else "against_cherche"
+                parts = [
+                    f"{side}: {value['same_ids_in_order']}/{queries} same ids in order, {value['overlap']:.1%} overlap"
+                    for side, value in rec["metrics"].get(metric, {}).items()
+                    if side != reference
+                ]
+                if parts:
+                    lines.append(f"- {family} top-{RETRIEVER_K} hits against {label}: " + "; ".join(parts) + ".")
         if rec["case"] == "pipeline_agreement":
             same = rec["metrics"]["numpy_equals_numba"]
             lines.append(f"- {rec['params']['family']} pipeline: numpy and numba paths give identical hits: {same}.")

@@ -174,11 +174,11 @@ class Union(_Fusion):
     >>> tfidf = retrieve.TfIdf(key="id", on="title", documents=documents)
     >>> dense = retrieve.Encoder(key="id", on="title", encoder=HashingEncoder(), k=2)
     >>> dense = dense.add(documents, show_progress=False)
-    >>> (tfidf | dense)("Paris Lyon")
+    >>> (tfidf | dense)("Lyon Pau Paris")
     [{'id': 0, 'similarity': 0.0327...}, {'id': 1, 'similarity': 0.0322...}, {'id': 2, 'similarity': 0.0158...}]
-    >>> (dense | tfidf)("Paris Lyon") == (tfidf | dense)("Paris Lyon")
+    >>> (dense | tfidf)("Lyon Pau Paris") == (tfidf | dense)("Lyon Pau Paris")
     True
-    >>> [hit["id"] for hit in (tfidf & dense)("Paris Lyon")]
+    >>> [hit["id"] for hit in (tfidf & dense)("Lyon Pau Paris")]
     [0, 1]
     """
 

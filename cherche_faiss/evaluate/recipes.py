@@ -39,8 +39,19 @@ def _bm25(documents: list[dict], encoder: Any, k: int) -> Any:
     return retrieve.BM25(key="id", on=ON, documents=documents, k=k)
 
 
+def _bm25_cherche(documents: list[dict], encoder: Any, k: int) -> Any:
+    vectorizer = retrieve.NgramVectorizer(weighting="bm25", ngram_range=(3, 5))
+    return retrieve.BM25(key="id", on=ON, documents=documents, count_vectorizer=vectorizer, k=k)
+
+
 def _tfidf(documents: list[dict], encoder: Any, k: int) -> Any:
     return retrieve.TfIdf(key="id", on=ON, documents=documents, k=k)
+
+
+def _tfidf_sklearn(documents: list[dict], encoder: Any, k: int) -> Any:
+    from ..retrieve.tfidf import sklearn_vectorizer
+
+    return retrieve.TfIdf(key="id", on=ON, documents=documents, tfidf=sklearn_vectorizer(), k=k)
 
 
 def _encoder(documents: list[dict], encoder: Any, k: int) -> Any:
@@ -60,7 +71,13 @@ def _rerank(documents: list[dict], encoder: Any, k: int) -> Any:
 #: name -> (builder(documents, encoder, k), needs an encoder, description)
 RECIPES: dict[str, tuple[Callable[..., Any], bool, str]] = {
     "bm25": (_bm25, False, "retrieve.BM25 (words, stop words, Snowball stems)"),
-    "tfidf": (_tfidf, False, "retrieve.TfIdf (character 3-7-grams, as Cherche)"),
+    "bm25-cherche": (_bm25_cherche, False, "retrieve.BM25 with Cherche's count_vectorizer (character 3-5-grams)"),
+    "tfidf": (_tfidf, False, "retrieve.TfIdf (Cherche's character 3-7-grams)"),
+    "tfidf-sklearn": (
+        _tfidf_sklearn,
+        False,
+        "retrieve.TfIdf with scikit-learn's char_wb 3-7-grams (the default before)",
+    ),
     "encoder": (_encoder, True, "retrieve.Encoder, exact inner-product index"),
     "bm25|encoder": (_union, True, "retrieve.BM25 | retrieve.Encoder (reciprocal rank fusion)"),
     "bm25+encoder": (_rerank, True, "retrieve.BM25 + rank.Encoder (re-rank BM25's top k)"),

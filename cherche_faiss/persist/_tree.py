@@ -39,6 +39,7 @@ ALLOWED = (
     "cherche_faiss.compose.Vote",
     "cherche_faiss.retrieve.TfIdf",
     "cherche_faiss.retrieve.BM25",
+    "cherche_faiss.retrieve.NgramVectorizer",
     "cherche_faiss.retrieve.Encoder",
     "cherche_faiss.retrieve.DPR",
     "cherche_faiss.retrieve.Embedding",

@@ -131,7 +131,7 @@ def save(obj: Any, path: str | os.PathLike, onnx: bool | str = False) -> Path:
     >>> folder = os.path.join(tempfile.mkdtemp(), "search")
     >>> _ = cherche_faiss.save(retriever, folder)
     >>> cherche_faiss.load(folder)("wine")
-    [{'id': 1, 'similarity': 0.5}]
+    [{'id': 1, 'similarity': 0.258...}]
     """
     if not isinstance(obj, Component):
         raise InvalidTypeError(

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._core.validation import has_text
 from ..encoders.factories import as_encoder
-from ..exceptions import UnknownKeyError
+from ..exceptions import IncompatibleStateError, UnknownKeyError
 from .base import Ranker
 
 __all__ = ["Encoder", "DPR"]
@@ -54,6 +54,12 @@ class DPR(Ranker):
         super().__init__(key=key, on=on, normalize=normalize, k=k, batch_size=batch_size, device=device)
         self.encoder = as_encoder(encoder, "encoder")
         self.query_encoder = as_encoder(query_encoder, "query_encoder")
+
+    def _check_loaded(self) -> None:
+        super()._check_loaded()
+        for name in ("encoder", "query_encoder"):  # a damaged pickle may have renamed or replaced them
+            if not callable(getattr(getattr(self, name, None), "encode", None)):
+                raise IncompatibleStateError(f"the saved {name} of this {type(self).__name__} is missing or damaged.")
 
     def add(
         self, documents: Iterable[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any

@@ -8,5 +8,6 @@ from .flash import Flash
 from .fuzz import Fuzz
 from .lunr import Lunr
 from .tfidf import TfIdf
+from .vectorizer import NgramVectorizer
 
-__all__ = ["Retriever", "BM25", "TfIdf", "Encoder", "DPR", "Embedding", "Lunr", "Flash", "Fuzz"]
+__all__ = ["Retriever", "BM25", "TfIdf", "Encoder", "DPR", "Embedding", "Lunr", "Flash", "Fuzz", "NgramVectorizer"]

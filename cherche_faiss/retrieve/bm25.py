@@ -1,8 +1,8 @@
-"""BM25 retriever backed by bm25s (sparse, scipy-based), word or character tokens."""
+"""BM25 retriever backed by bm25s (sparse, scipy-based), word or character tokens; or Cherche's BM25."""
 
 from __future__ import annotations
 
-import re
+import inspect
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -10,109 +10,57 @@ import numpy as np
 
 from .._core.candidates import Candidates, KeyList
 from .._core.validation import as_documents, document_texts
-from ..exceptions import IncompatibleStateError, InvalidInputError, MissingDependencyError
-from ._deferred_vectorizer import DEFAULT_PARAMS
+from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError
+from ._bm25_tokens import bm25s_module, check_bm25s_scores, check_settings, make_tokenizer
 from ._sparse import Postings, Queries, search
-from ._tfidf_analyzers import WordBoundedAnalyzer, query_analyzer
 from .base import ListedKeys, Retriever
+from .tfidf import TfIdf
 
 __all__ = ["BM25"]
 
-_TOKENIZERS = ("word", "char")
-_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+# The settings of bm25s's scoring, which a count_vectorizer replaces.
+_BM25S_SETTINGS = ("tokenizer", "stopwords", "stemmer", "ngram_range", "method", "k1", "b", "delta")
 
 
-def _bm25s() -> Any:
-    try:
-        import bm25s
-    except ImportError:  # pragma: no cover - a core dependency
-        raise MissingDependencyError("retrieve.BM25 needs bm25s: `pip install bm25s`.") from None
-    return bm25s
-
-
-def _check_bm25s_scores(model: Any, documents: int) -> None:
-    """The score matrix of a loaded bm25s model is well formed (its compiled search trusts it)."""
-    # Anything a damaged save holds (None included): what cannot be indexed is caught below as not well formed.
-    scores: Any = getattr(model, "scores", None)
-    try:
-        data, indices, indptr = (np.asarray(scores[name]) for name in ("data", "indices", "indptr"))
-        well_formed = (
-            scores["num_docs"] == documents
-            and data.ndim == indices.ndim == indptr.ndim == 1
-            and len(data) == len(indices)
-            and indptr.dtype.kind in "iu"
-            and indices.dtype.kind in "iu"
-            and len(indptr) >= 1
-            and indptr[0] == 0
-            and indptr[-1] == len(data)
-            and not (np.diff(indptr) < 0).any()
-            and (not len(indices) or (indices.min() >= 0 and indices.max() < documents))
-            and np.isfinite(data).all()
+def _check_count_vectorizer(count_vectorizer: Any, settings: dict[str, Any]) -> None:
+    if not (
+        callable(getattr(count_vectorizer, "fit", None)) and callable(getattr(count_vectorizer, "transform", None))
+    ):
+        hint = (
+            f" k is BM25's fifth argument, as in Cherche: pass k={count_vectorizer!r} by name."
+            if isinstance(count_vectorizer, int)
+            else ""
         )
-    except (TypeError, KeyError, ValueError, IndexError):
-        well_formed = False
-    if not well_formed:
-        raise IncompatibleStateError(
-            f"the saved bm25s score matrix of this BM25 is damaged or does not index {documents} documents."
+        raise InvalidTypeError(
+            "count_vectorizer must be a vectorizer: lenlp's BM25Vectorizer (as Cherche passes it), "
+            f"NgramVectorizer(weighting='bm25') or scikit-learn's TfidfVectorizer; got "
+            f"{type(count_vectorizer).__name__} {count_vectorizer!r:.60}.{hint}"
         )
-
-
-# bm25s.tokenize's default token pattern (scikit-learn's).
-_TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
-
-
-def _word_tokenizer(
-    stopwords: frozenset[str], stem: Callable[[list[str]], list[str]] | None
-) -> Callable[[list[str]], list[list[str]]]:
-    """``bm25s.tokenize(texts, stopwords=..., stemmer=..., return_ids=False)``, token for token, without
-    its progress bars (three per call, which cost more than tokenizing one query): lower-cased words
-    of two characters or more, stop words removed, then each distinct word stemmed once."""
-    findall = _TOKEN_PATTERN.findall
-
-    def tokenize(texts: list[str]) -> list[list[str]]:
-        tokenized = [[token for token in findall(text.lower()) if token not in stopwords] for text in texts]
-        if stem is None:
-            return tokenized
-        distinct = list(dict.fromkeys(token for tokens in tokenized for token in tokens))
-        stems = dict(zip(distinct, stem(distinct)))
-        return [[stems[token] for token in tokens] for tokens in tokenized]
-
-    return tokenize
-
-
-def _char_tokenizer(ngram_range: tuple[int, ...]) -> Callable[[list[str]], list[list[str]]]:
-    """scikit-learn's ``char_wb`` analyzer, lower-cased (as ``TfidfVectorizer(analyzer="char_wb")``
-    builds it), without importing scikit-learn; each distinct word's n-grams taken once a call."""
-    analyzer = query_analyzer({**DEFAULT_PARAMS, "analyzer": "char_wb", "ngram_range": ngram_range})
-    if not isinstance(analyzer, WordBoundedAnalyzer):  # pragma: no cover - query_analyzer takes these settings
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        built = TfidfVectorizer(analyzer="char_wb", ngram_range=ngram_range, lowercase=True).build_analyzer()
-        return lambda texts: [built(text) for text in texts]
-    words = analyzer
-
-    def tokenize(texts: list[str]) -> list[list[str]]:
-        known: dict[str, list[str]] = {}
-        tokenized = []
-        for text in texts:
-            grams: list[str] = []
-            for word in words.prepare(text).split():
-                of_word = known.get(word)
-                if of_word is None:
-                    of_word = known[word] = words.word_ngrams(word)
-                grams += of_word
-            tokenized.append(grams)
-        return tokenized
-
-    return tokenize
+    defaults = {name: parameter.default for name, parameter in inspect.signature(BM25.__init__).parameters.items()}
+    changed = sorted(name for name in _BM25S_SETTINGS if settings[name] != defaults[name])
+    if changed:
+        raise InvalidInputError(
+            f"{', '.join(changed)} set bm25s's scoring, which count_vectorizer replaces (it makes the tokens and "
+            "weights): pass either."
+        )
 
 
 class BM25(ListedKeys, Retriever):
-    """Okapi BM25 over words (stop words removed, stemmed) or character n-grams.
+    """Okapi BM25 over words (stop words removed, stemmed) or character n-grams; or Cherche's BM25.
 
-    BM25's statistics (document frequencies, average length) are global, so
-    each :meth:`add` re-indexes the whole corpus from the token ids it keeps;
-    add documents in large batches. Adding a key again replaces its document.
+    By default bm25s scores the documents: BM25's statistics (document
+    frequencies, average length) are global, so each :meth:`add` re-indexes
+    the whole corpus from the token ids it keeps; add documents in large
+    batches. Adding a key again replaces its document.
+
+    With a ``count_vectorizer`` (Cherche's argument), it scores as Cherche's
+    ``BM25`` does: documents and queries are made BM25-weighted, L2-normalised
+    vectors by the vectorizer, and a hit's score is their dot product; the
+    vectorizer is fitted on the first documents and kept (a :class:`TfIdf`
+    with that vectorizer does the work). Cherche's own setting is
+    ``count_vectorizer=NgramVectorizer(weighting="bm25", ngram_range=(3, 5))``,
+    equal to lenlp's ``BM25Vectorizer(normalize=True, ngram_range=(3, 5),
+    analyzer="char_wb")``, which is accepted as well.
 
     Parameters
     ----------
@@ -122,15 +70,21 @@ class BM25(ListedKeys, Retriever):
         Field(s) whose text is indexed, joined by spaces.
     documents
         Documents to index right away.
+    count_vectorizer
+        None (bm25s's scoring), or a vectorizer that makes documents and queries vectors:
+        :class:`NgramVectorizer`, lenlp's ``BM25Vectorizer`` (read into an equal
+        :class:`NgramVectorizer`) or any vectorizer :class:`TfIdf` takes.
     k
         Default number of hits; ``None`` returns every document with a positive score.
     batch_size
         Number of queries scored at once.
+    fit
+        Fit the ``count_vectorizer`` on the first documents; False for one already fitted.
     tokenizer
         ``"word"`` (bm25s' word tokenizer with ``stopwords`` and ``stemmer``),
-        ``"char"`` (character n-grams within word boundaries, as Cherche's
-        retrievers use; see ``ngram_range``), or a picklable callable
-        ``str -> list[str]``.
+        ``"char"`` (scikit-learn's ``char_wb`` n-grams: each word padded with
+        spaces; see ``ngram_range``), or a picklable callable ``str -> list[str]``.
+        Keyword-only, as every bm25s setting after it.
     stopwords
         Language of the stop-word list for ``"word"`` (``"en"``), a list of words, or None.
     stemmer
@@ -152,6 +106,14 @@ class BM25(ListedKeys, Retriever):
     >>> retriever = retrieve.BM25(key="id", on=["title", "article"], documents=documents)
     >>> [hit["id"] for hit in retriever("wine barrel")]
     [1]
+    >>> cherches = retrieve.BM25(
+    ...     key="id",
+    ...     on=["title", "article"],
+    ...     documents=documents,
+    ...     count_vectorizer=retrieve.NgramVectorizer(weighting="bm25", ngram_range=(3, 5)),
+    ... )
+    >>> [hit["id"] for hit in cherches("wines")]
+    [1]
     """
 
     _arrays = True
@@ -161,8 +123,11 @@ class BM25(ListedKeys, Retriever):
         key: str,
         on: Any,
         documents: Sequence[Mapping] | None = None,
+        count_vectorizer: Any = None,
         k: int | None = None,
         batch_size: int = 1024,
+        fit: bool = True,
+        *,
         tokenizer: str | Callable[[str], list[str]] = "word",
         stopwords: str | list[str] | None = "en",
         stemmer: str | None = "english",
@@ -173,32 +138,17 @@ class BM25(ListedKeys, Retriever):
         delta: float = 0.5,
     ) -> None:
         super().__init__(key=key, on=on, k=k, batch_size=batch_size)
-        if not callable(tokenizer) and tokenizer not in _TOKENIZERS:
+        check_settings(tokenizer, stopwords, stemmer, ngram_range, method, k1, b, delta)
+        self._vectors: TfIdf | None = None  # Cherche's BM25: a TfIdf with the count_vectorizer
+        if count_vectorizer is not None:
+            settings: dict[str, Any] = dict(tokenizer=tokenizer, stopwords=stopwords, stemmer=stemmer)
+            settings.update(ngram_range=ngram_range, method=method, k1=k1, b=b, delta=delta)
+            _check_count_vectorizer(count_vectorizer, settings)
+            self._vectors = TfIdf(key=key, on=on, tfidf=count_vectorizer, k=k, batch_size=batch_size, fit=fit)
+        elif not fit:
             raise InvalidInputError(
-                f"tokenizer must be 'word', 'char' or a callable str -> list[str], got {tokenizer!r}."
+                "fit=False applies to a fitted count_vectorizer; without one, bm25s fits on the documents."
             )
-        if (
-            stopwords is not None
-            and not isinstance(stopwords, str)
-            and not (isinstance(stopwords, (list, tuple)) and all(isinstance(word, str) for word in stopwords))
-        ):
-            raise InvalidInputError(
-                f"stopwords must be a language such as 'en', a list of words, or None; got {stopwords!r}."
-            )
-        if stemmer is not None and not isinstance(stemmer, str):
-            raise InvalidInputError(f"stemmer must be a Snowball language such as 'english', or None; got {stemmer!r}.")
-        if (
-            not isinstance(ngram_range, (tuple, list))
-            or len(ngram_range) != 2
-            or not all(type(n) is int for n in ngram_range)
-            or not 1 <= ngram_range[0] <= ngram_range[1]
-        ):
-            raise InvalidInputError(f"ngram_range must be (min, max) with 1 <= min <= max, got {ngram_range!r}.")
-        if method not in _METHODS:
-            raise InvalidInputError(f"method must be one of {_METHODS}, got {method!r}.")
-        for name, value in (("k1", k1), ("b", b), ("delta", delta)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise InvalidInputError(f"{name} must be a non-negative number, got {value!r}.")
         self.tokenizer = tokenizer
         self.stopwords = stopwords
         self.stemmer = stemmer
@@ -218,7 +168,17 @@ class BM25(ListedKeys, Retriever):
             self.add(documents)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._keys) if self._vectors is None else len(self._vectors)
+
+    @property
+    def count_vectorizer(self) -> Any:
+        """The vectorizer of Cherche's BM25, or None (bm25s's scoring)."""
+        return None if self._vectors is None else self._vectors.tfidf
+
+    @property
+    def fit(self) -> bool:
+        """Whether the ``count_vectorizer`` is fitted on the first documents."""
+        return True if self._vectors is None else self._vectors.fit
 
     # -- tokens ---------------------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
@@ -227,27 +187,7 @@ class BM25(ListedKeys, Retriever):
         return self._tokenize_cache(texts)
 
     def _make_tokenizer(self) -> Callable[[list[str]], list[list[str]]]:
-        if callable(self.tokenizer):
-            function = self.tokenizer
-            return lambda texts: [list(function(text)) for text in texts]
-        if self.tokenizer == "char":
-            return _char_tokenizer(tuple(self.ngram_range))
-        bm25s = _bm25s()
-        stemmer = None
-        if self.stemmer is not None:
-            try:
-                import Stemmer
-            except ImportError:
-                raise MissingDependencyError(
-                    f"stemmer={self.stemmer!r} needs PyStemmer: `pip install PyStemmer`, or pass stemmer=None."
-                ) from None
-            stemmer = Stemmer.Stemmer(self.stemmer).stemWords
-        infer_stopwords = getattr(bm25s.tokenization, "_infer_stopwords", None)
-        if infer_stopwords is None:  # pragma: no cover - another bm25s: its own tokenizer
-            return lambda texts: bm25s.tokenize(
-                texts, stopwords=self.stopwords or [], stemmer=stemmer, return_ids=False, show_progress=False
-            )
-        return _word_tokenizer(frozenset(infer_stopwords(self.stopwords or [])), stemmer)
+        return make_tokenizer(self.tokenizer, self.stopwords, self.stemmer, tuple(self.ngram_range))
 
     # -- indexing -------------------------------------------------------------------------
     def add(self, documents: Sequence[Mapping], **kwargs: Any) -> BM25:
@@ -258,6 +198,9 @@ class BM25(ListedKeys, Retriever):
         BM25
             ``self``.
         """
+        if self._vectors is not None:
+            self._vectors.add(documents, **kwargs)
+            return self
         documents = as_documents(documents, self.key, self.on)
         if not documents:
             return self
@@ -280,7 +223,7 @@ class BM25(ListedKeys, Retriever):
         return self
 
     def _index(self, token_ids: list[np.ndarray], vocabulary: dict[str, int]) -> Any:
-        bm25s = _bm25s()
+        bm25s = bm25s_module()
         model = bm25s.BM25(method=self.method, k1=self.k1, b=self.b, delta=self.delta)
         tokenized = bm25s.tokenization.Tokenized(ids=[ids.tolist() for ids in token_ids], vocab=vocabulary)
         try:
@@ -299,6 +242,8 @@ class BM25(ListedKeys, Retriever):
         of ``"bm25l"`` and ``"bm25+"``; the top k are the best positive scores, ties broken by
         document order.
         """
+        if self._vectors is not None:
+            return self._vectors._search_arrays(queries, k, **options)
         model = self._model
         if self._postings is None:
             scores = model.scores
@@ -332,11 +277,15 @@ class BM25(ListedKeys, Retriever):
         return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        super()._set_state(state)
+        super()._set_state({"_vectors": None, **state})  # states written before Cherche's BM25 have no _vectors
         self._postings = self._space = None  # derived: never taken from a state
 
     def _check_loaded(self) -> None:
         keys, token_ids, vocabulary = self._keys, self._token_ids, self._vocabulary
+        if self._vectors is not None:
+            if type(self._vectors) is not TfIdf or keys or token_ids or vocabulary or self._model is not None:
+                raise IncompatibleStateError("the saved state of this BM25 mixes Cherche's scoring with bm25s's.")
+            return
         if not isinstance(keys, list) or len(set(keys)) != len(keys):
             raise IncompatibleStateError("the saved keys of this BM25 are not a list of distinct keys.")
         if (
@@ -356,4 +305,4 @@ class BM25(ListedKeys, Retriever):
                 f"the saved bm25s model of this BM25 does not index its {len(keys)} documents."
             )
         if self._model is not None:
-            _check_bm25s_scores(self._model, len(keys))
+            check_bm25s_scores(self._model, len(keys))

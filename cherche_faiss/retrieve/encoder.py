@@ -7,6 +7,7 @@ from typing import Any
 
 from .._core.candidates import Candidates
 from ..encoders.factories import as_encoder
+from ..exceptions import IncompatibleStateError
 from ._dense import DenseRetriever
 
 __all__ = ["Encoder", "DPR"]
@@ -71,6 +72,12 @@ class DPR(DenseRetriever):
         )
         self.encoder = as_encoder(encoder, "encoder")
         self.query_encoder = as_encoder(query_encoder, "query_encoder")
+
+    def _check_loaded(self) -> None:
+        super()._check_loaded()
+        for name in ("encoder", "query_encoder"):  # a damaged pickle may have renamed or replaced them
+            if not callable(getattr(getattr(self, name, None), "encode", None)):
+                raise IncompatibleStateError(f"the saved {name} of this {type(self).__name__} is missing or damaged.")
 
     def add(
         self, documents: Iterable[Mapping], batch_size: int | None = None, show_progress: bool = True, **kwargs: Any

@@ -1,4 +1,4 @@
-"""TF-IDF retriever on character n-grams (scikit-learn), with vectorised top-k."""
+"""TF-IDF retriever on character n-grams (Cherche's by default, or scikit-learn's), with vectorised top-k."""
 
 from __future__ import annotations
 
@@ -13,15 +13,23 @@ from .._core.validation import as_documents, document_texts
 from ..exceptions import IncompatibleStateError, InvalidInputError, NotIndexedError
 from ._compiled_analysis import PackedVocabulary
 from ._deferred_vectorizer import DeferredTfidfVectorizer, direct_query_plan, is_fitted, vocabulary_of
+from ._lenlp_convert import from_lenlp
 from ._sparse import Postings, Queries, accelerated, concatenate, query_work, search, top_k_dense
 from ._tfidf_analyzers import WordBoundedAnalyzer
 from .base import ListedKeys, Retriever
+from .vectorizer import NgramVectorizer
 
 __all__ = ["TfIdf", "top_k_dense"]
 
 
-def default_vectorizer() -> Any:
-    """Cherche's default: words' character 3- to 7-grams, lower-cased, L2-normalised rows."""
+def default_vectorizer() -> NgramVectorizer:
+    """Cherche's default: lenlp-normalised texts' character 3- to 7-grams, L2-normalised TF-IDF rows."""
+    return NgramVectorizer(analyzer="char_wb", ngram_range=(3, 7), normalize=True, weighting="tfidf")
+
+
+def sklearn_vectorizer() -> Any:
+    """The default before Cherche's: scikit-learn's ``char_wb`` 3- to 7-grams (each word padded with
+    spaces), lower-cased, L2-normalised TF-IDF rows."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(lowercase=True, analyzer="char_wb", ngram_range=(3, 7), dtype=np.float32)
@@ -48,8 +56,13 @@ class TfIdf(ListedKeys, Retriever):
     documents
         Documents to index right away.
     tfidf
-        A scikit-learn ``TfidfVectorizer``; by default character n-grams 3 to 7
-        within word boundaries.
+        The vectorizer: by default Cherche's (lenlp's ``TfidfVectorizer(normalize=True,
+        ngram_range=(3, 7), analyzer="char_wb")``, as :class:`NgramVectorizer`: texts
+        transliterated to ASCII, lower-cased, without punctuation, then every 3- to
+        7-character window of the whole text). A lenlp vectorizer (``TfidfVectorizer``,
+        ``BM25Vectorizer``, ``CountVectorizer``) is read into an equal
+        :class:`NgramVectorizer`; a scikit-learn ``TfidfVectorizer`` is used as it is
+        (:func:`sklearn_vectorizer`, the default before, pads each word with spaces).
     k
         Default number of hits; ``None`` returns every document that shares an
         n-gram with the query.
@@ -62,10 +75,10 @@ class TfIdf(ListedKeys, Retriever):
     Notes
     -----
     A retriever loaded by :func:`cherche_faiss.load` answers queries without
-    importing scikit-learn (for the standard settings: built-in analyzers
-    without stop words, L2-normalised counts times idf); the scikit-learn
-    vectorizer is rebuilt from the save when first needed (:attr:`tfidf`,
-    ``repr``, pickling, :meth:`add`).
+    importing scikit-learn: :class:`NgramVectorizer` never needs it, and a
+    scikit-learn vectorizer with the standard settings (built-in analyzers
+    without stop words, L2-normalised counts times idf) is rebuilt from the
+    save only when first needed (:attr:`tfidf`, ``repr``, pickling, :meth:`add`).
 
     Examples
     --------
@@ -94,8 +107,12 @@ class TfIdf(ListedKeys, Retriever):
         fit: bool = True,
     ) -> None:
         super().__init__(key=key, on=on, k=k, batch_size=batch_size)
+        if tfidf is None:
+            tfidf = default_vectorizer()
+        else:  # lenlp's vectorizers, as Cherche users pass them: read into an equal NgramVectorizer
+            tfidf = from_lenlp(tfidf, fitted=not fit) or tfidf
         # Set directly (not through the property) to keep the attributes in their saved order.
-        self._tfidf = tfidf if tfidf is not None else default_vectorizer()
+        self._tfidf = tfidf
         self.fit = bool(fit)
         self._keys: list[Hashable] = []
         self._rows: dict[Hashable, int] = {}
@@ -113,7 +130,7 @@ class TfIdf(ListedKeys, Retriever):
 
     @property
     def tfidf(self) -> Any:
-        """The scikit-learn ``TfidfVectorizer`` (rebuilt from a save on first access)."""
+        """The vectorizer (scikit-learn's ``TfidfVectorizer`` is rebuilt from a save on first access)."""
         if isinstance(self._tfidf, DeferredTfidfVectorizer):
             # The same vocabulary and idf: the direct query path cached in _fast stays valid.
             self._tfidf = self._tfidf.build()
@@ -125,7 +142,26 @@ class TfIdf(ListedKeys, Retriever):
         self._fast = self._packed = None
 
     def _is_fitted(self) -> bool:
-        return is_fitted(self._tfidf)
+        vectorizer = self._tfidf
+        return vectorizer.fitted if isinstance(vectorizer, NgramVectorizer) else is_fitted(vectorizer)
+
+    def _transform(self, texts: list[str]) -> Any:
+        """The rows of ``texts``, the vectorizer fitted on them first when it is not yet."""
+        vectorizer = self._tfidf
+        fitting = not self._is_fitted()
+        if fitting and not self.fit:
+            raise NotIndexedError("fit=False but the vectorizer given is not fitted. Fit it first, or pass fit=True.")
+        try:
+            if isinstance(vectorizer, NgramVectorizer):
+                return vectorizer.fit_transform(texts) if fitting else vectorizer.transform(texts)
+            if fitting:
+                self.tfidf.fit(texts)
+        except ValueError as error:  # InvalidInputError included
+            raise InvalidInputError(
+                f"cannot fit the TF-IDF vectorizer on these {len(texts)} documents: {str(error).rstrip('.')}. "
+                f"Check that the fields {self.on} hold text."
+            ) from None
+        return self.tfidf.transform(texts)
 
     def add(self, documents: Sequence[Mapping], batch_size: int | None = None, **kwargs: Any) -> TfIdf:
         """Index ``documents`` (replacing those whose key is already indexed).
@@ -144,19 +180,7 @@ class TfIdf(ListedKeys, Retriever):
         keys, documents = list(last), list(last.values())
         # on=None passes check_component and then fails here (TypeError); rejecting it earlier changes behaviour.
         texts = document_texts(documents, self.on)  # type: ignore[arg-type]
-        if not self._is_fitted():
-            if not self.fit:
-                raise NotIndexedError(
-                    "fit=False but the vectorizer given is not fitted. Fit it first, or pass fit=True."
-                )
-            try:
-                self.tfidf.fit(texts)
-            except ValueError as error:
-                raise InvalidInputError(
-                    f"cannot fit the TF-IDF vectorizer on these {len(texts)} documents: {error}. "
-                    f"Check that the fields {self.on} hold text."
-                ) from None
-        new_rows = sp.csr_matrix(self.tfidf.transform(texts), dtype=np.float32)
+        new_rows = sp.csr_matrix(self._transform(texts), dtype=np.float32)
         matrix, old_keys = self._matrix, self._keys
         if matrix is not None and any(key in self._rows for key in keys):
             keep = np.fromiter((key not in last for key in old_keys), dtype=bool, count=len(old_keys))
@@ -178,11 +202,14 @@ class TfIdf(ListedKeys, Retriever):
     def _analyse(self, queries: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`_query_terms` of each query.
 
-        scikit-learn's ``transform`` validates its input at every call, which costs more than the
-        work for a few short queries; for the standard settings this computes each row directly:
-        counts, times idf, L2 norm. With ``char_wb`` n-grams (the default) the n-grams of a word
-        and their columns are looked up once per call, however many queries use the word.
+        :class:`NgramVectorizer` analyses the whole batch with numpy. scikit-learn's ``transform``
+        validates its input at every call, which costs more than the work for a few short queries;
+        for the standard settings this computes each row directly: counts, times idf, L2 norm. With
+        ``char_wb`` n-grams the n-grams of a word and their columns are looked up once per call,
+        however many queries use the word.
         """
+        if isinstance(self._tfidf, NgramVectorizer):
+            return self._tfidf._analyse(queries)
         fast = self._fast_transform()
         if fast is not None and accelerated():
             packed = self._packed_vocabulary(fast)
@@ -294,13 +321,18 @@ class TfIdf(ListedKeys, Retriever):
             if keys:
                 raise IncompatibleStateError(f"this TfIdf has {len(keys)} saved keys but no document matrix.")
             return
-        vocabulary = vocabulary_of(self._tfidf)
+        vectorizer = self._tfidf
+        if isinstance(vectorizer, NgramVectorizer):
+            terms = vectorizer.n_terms if vectorizer.fitted else None
+        else:
+            vocabulary = vocabulary_of(vectorizer)
+            terms = None if vocabulary is None else len(vocabulary)
         if (
             not sp.isspmatrix_csr(matrix)
             or matrix.dtype != np.float32
             or matrix.shape[0] != len(keys)
-            or vocabulary is None
-            or matrix.shape[1] != len(vocabulary)
+            or terms is None
+            or matrix.shape[1] != terms
         ):
             raise IncompatibleStateError(
                 f"the saved document matrix of this TfIdf ({getattr(matrix, 'shape', None)}) does not fit its "

@@ -51,12 +51,15 @@ result = {
     "retrieve: TfIdf, BM25, Encoder, DPR, Embedding with index.Faiss": (
         """
 import faiss
+from lenlp import sparse
 from sentence_transformers import SentenceTransformer
 from cherche import index, retrieve
 
 model = SentenceTransformer(MODEL)
 tfidf = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, k=10)
 bm25 = retrieve.BM25(key="id", on=["title", "article"], documents=documents, k=10)
+vectorizer = sparse.BM25Vectorizer(normalize=True, ngram_range=(3, 5), analyzer="char_wb")
+lenlp_bm25 = retrieve.BM25(key="id", on=["title", "article"], documents=documents, count_vectorizer=vectorizer, k=10)
 encoder = retrieve.Encoder(key="id", on=["title", "article"], encoder=model.encode, k=10)
 encoder.add(documents=documents)
 dpr = retrieve.DPR(key="id", on=["title", "article"], encoder=model.encode, query_encoder=model.encode, k=10)
@@ -66,14 +69,17 @@ embedding.add(documents=documents, embeddings_documents=model.encode([d["title"]
 faiss_index = index.Faiss(key="id")
 faiss_index = faiss_index.add(documents=documents, embeddings=model.encode([d.get("article", "") for d in documents]))
 result = {
-    "tfidf": tfidf(QUERIES), "bm25": bm25(QUERIES), "encoder": encoder(QUERIES), "dpr": dpr(QUERIES[0]),
+    "tfidf": tfidf(QUERIES), "bm25": bm25(QUERIES), "lenlp bm25": lenlp_bm25(QUERIES),
+    "encoder": encoder(QUERIES), "dpr": dpr(QUERIES[0]),
     "embedding": embedding(model.encode(QUERIES)), "index.Faiss": faiss_index(model.encode(QUERIES), k=5),
 }
 """,
         # Cherche's Encoder and DPR return every document whatever k: ours honour k, a prefix of theirs.
+        # TfIdf and BM25 with lenlp's vectorizer are Cherche's; BM25's default (bm25s) is ours.
         {
-            "tfidf": "shape",
+            "tfidf": "ids",
             "bm25": "shape",
+            "lenlp bm25": "ids",
             "encoder": "prefix",
             "dpr": "prefix",
             "embedding": "prefix",

@@ -47,7 +47,8 @@ def test_cherche_example_saved_safely_answers_identically_elsewhere(minilm, town
     manifest = json.loads((path / "manifest.json").read_text())
     encoder = next(node for node in manifest["components"] if node["class"].endswith("SentenceTransformerEncoder"))
     assert encoder["params"]["model_name_or_path"] == str(data.minilm_path())  # by reference
-    assert sum(entry["size"] for entry in manifest["files"].values()) < 2_000_000  # no weights inside
+    # No weights inside (MiniLM's are 90 MB): TfIdf's n-grams and matrix take 2.2 MB.
+    assert sum(entry["size"] for entry in manifest["files"].values()) < 5_000_000
     assert _answers_in_a_fresh_cpu_only_process(path) == before
     assert _answers_in_a_fresh_cpu_only_process(path, mmap=True) == before
 

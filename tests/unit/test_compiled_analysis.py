@@ -14,6 +14,7 @@ from cherche_faiss import retrieve
 from cherche_faiss.retrieve._compiled_analysis import PackedVocabulary
 from cherche_faiss.retrieve._deferred_vectorizer import DEFAULT_PARAMS
 from cherche_faiss.retrieve._tfidf_analyzers import query_analyzer
+from cherche_faiss.retrieve.tfidf import sklearn_vectorizer
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
 
@@ -107,7 +108,7 @@ def test_settings_it_does_not_serve_keep_the_python_analysis(monkeypatch):
     assert PackedVocabulary.build(_ngrams_numba, wide, many, np.ones(600)) is None
     assert PackedVocabulary.build(_ngrams_numba, wide, vocabulary, idf) is not None
     documents = [{"id": i, "text": "".join(chr(0x4E00 + (3 * i + j) % 600) for j in range(9))} for i in range(200)]
-    retriever = retrieve.TfIdf(key="id", on="text", documents=documents, k=3)
+    retriever = retrieve.TfIdf(key="id", on="text", documents=documents, tfidf=sklearn_vectorizer(), k=3)
     monkeypatch.setenv("CHERCHE_FAISS_SPARSE", "numba")
     retriever._analyse([documents[0]["text"]])
     assert retriever._packed is False  # refused once, remembered; the Python analysis answered

@@ -9,6 +9,7 @@ import cherche_faiss
 from cherche_faiss import retrieve
 from cherche_faiss.encoders import HashingEncoder
 from cherche_faiss.exceptions import InvalidInputError, InvalidTypeError, NotIndexedError
+from cherche_faiss.retrieve.tfidf import sklearn_vectorizer
 
 
 def ids(hits):
@@ -193,16 +194,20 @@ def test_tfidf_scores_equal_scikit_learn_cosine(documents):
         )
 
 
-def test_tfidf_direct_query_rows_equal_scikit_learn(documents):
-    retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents)
+@pytest.mark.parametrize("setting", ["cherche", "sklearn"])
+def test_tfidf_direct_query_rows_equal_the_vectorizers_transform(documents, setting):
+    vectorizer = sklearn_vectorizer() if setting == "sklearn" else None
+    retriever = retrieve.TfIdf(key="id", on=["title", "article"], documents=documents, tfidf=vectorizer)
     queries = ["Bordeaux wine", "zzz", "", "the capital of France, Paris!"]
-    assert retriever._fast_transform() is not None  # the direct path is the one under test
+    if setting == "sklearn":
+        assert retriever._fast_transform() is not None  # the direct path is the one under test
     for query in queries:
         columns, weights = retriever._query_terms(query)
-        direct = np.zeros(len(retriever.tfidf.vocabulary_))
+        direct = np.zeros(retriever._matrix.shape[1])
         direct[columns] = weights
         expected = retriever.tfidf.transform([query]).toarray()[0]
         np.testing.assert_allclose(direct, expected, rtol=1e-6, atol=1e-7)
+        assert (direct != 0).sum() == (expected != 0).sum()
 
 
 def test_tfidf_both_scoring_paths_agree(documents, monkeypatch):

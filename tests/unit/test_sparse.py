@@ -23,6 +23,7 @@ import cherche_faiss.retrieve.tfidf as tfidf_module
 from cherche_faiss import retrieve
 from cherche_faiss.retrieve import _sparse
 from cherche_faiss.retrieve._tfidf_analyzers import WordBoundedAnalyzer, query_analyzer
+from cherche_faiss.retrieve.tfidf import sklearn_vectorizer
 
 from ..helpers import run_in_a_fresh_cpu_only_process
 
@@ -63,18 +64,22 @@ def ranked(scores: np.ndarray, keys: list, k: int | None) -> list[dict]:
 
 
 def old_tfidf_scores(retriever: retrieve.TfIdf, query: str) -> np.ndarray:
-    """TfIdf's scoring before batching: the query's counts in order of first appearance, then one
-    bincount in float64, or past _BINCOUNT_POSTINGS entries one float32 scipy product."""
-    analyzer, vocabulary, idf = retriever._fast_transform()
-    counts: dict[int, int] = {}
-    for gram in analyzer(query):
-        column = vocabulary.get(gram)
-        if column is not None:
-            counts[column] = counts.get(column, 0) + 1
-    columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
-    weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * idf[columns]
-    norm = np.sqrt(weights @ weights)
-    weights = weights / norm if norm > 0 else weights
+    """TfIdf's scoring before batching: the query's terms (scikit-learn's vectorizer: its counts in
+    order of first appearance; NgramVectorizer: its analysis of the query alone, columns ascending),
+    then one bincount in float64, or past _BINCOUNT_POSTINGS entries one float32 scipy product."""
+    if isinstance(retriever.tfidf, retrieve.NgramVectorizer):
+        columns, weights = retriever.tfidf._analyse([query])[0]
+    else:
+        analyzer, vocabulary, idf = retriever._fast_transform()
+        counts: dict[int, int] = {}
+        for gram in analyzer(query):
+            column = vocabulary.get(gram)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * idf[columns]
+        norm = np.sqrt(weights @ weights)
+        weights = weights / norm if norm > 0 else weights
     matrix_t = retriever._matrix.T.tocsr()
     starts, ends = matrix_t.indptr[columns], matrix_t.indptr[columns + 1]
     if int((ends - starts).sum()) > tfidf_module._BINCOUNT_POSTINGS:
@@ -98,17 +103,23 @@ def old_bm25_scores(retriever: retrieve.BM25, query: str) -> np.ndarray:
     return retriever._model.get_scores(tokens)
 
 
-def tfidf(corpus: list[dict]) -> retrieve.TfIdf:
-    return retrieve.TfIdf(key="id", on="text", documents=corpus)
+def tfidf(corpus: list[dict], setting: str = "cherche") -> retrieve.TfIdf:
+    """TfIdf with its default vectorizer (Cherche's) or scikit-learn's (the default before)."""
+    vectorizer = sklearn_vectorizer() if setting == "sklearn" else None
+    return retrieve.TfIdf(key="id", on="text", documents=corpus, tfidf=vectorizer)
+
+
+SETTINGS = ["cherche", "sklearn"]
 
 
 # -- TfIdf ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("setting", SETTINGS)
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("threshold", [1 << 15, 40])
-def test_tfidf_batch_equals_the_old_algorithm_query_by_query(mode, seed, threshold, monkeypatch):
+def test_tfidf_batch_equals_the_old_algorithm_query_by_query(mode, setting, seed, threshold, monkeypatch):
     monkeypatch.setattr(tfidf_module, "_BINCOUNT_POSTINGS", threshold)
     corpus, queries = random_corpus(seed)
-    retriever = tfidf(corpus)
+    retriever = tfidf(corpus, setting)
     keys = [document["id"] for document in corpus]
     expected_scores = [old_tfidf_scores(retriever, query) for query in queries]
     for k in (1, 3, 40, 500, None):  # 500: more than any query matches
@@ -123,11 +134,12 @@ def test_tfidf_batch_equals_the_old_algorithm_query_by_query(mode, seed, thresho
     assert ties  # the corpus has tied scores, broken by document order
 
 
+@pytest.mark.parametrize("setting", SETTINGS)
 @pytest.mark.parametrize("seed", range(3))
-def test_tfidf_answers_a_query_alone_as_in_any_batch(mode, seed, monkeypatch):
+def test_tfidf_answers_a_query_alone_as_in_any_batch(mode, setting, seed, monkeypatch):
     monkeypatch.setattr(tfidf_module, "_BINCOUNT_POSTINGS", 40)
     corpus, queries = random_corpus(seed)
-    retriever = tfidf(corpus)
+    retriever = tfidf(corpus, setting)
     batch = retriever(queries, k=5)
     assert [retriever(query, k=5) for query in queries] == batch
     shuffled = list(range(len(queries)))
@@ -208,7 +220,7 @@ def test_word_bounded_analyzer_splits_texts_word_by_word():
 def test_a_call_takes_the_n_grams_of_each_distinct_word_once(monkeypatch):
     monkeypatch.setenv("CHERCHE_FAISS_SPARSE", "numpy")  # the Python analysis; the compiled one: test_compiled_analysis
     corpus, queries = random_corpus(4)
-    retriever = tfidf(corpus)
+    retriever = tfidf(corpus, "sklearn")
     expected = [old_tfidf_scores(retriever, query) for query in queries]
     words: list[str] = []
     word_ngrams = WordBoundedAnalyzer.word_ngrams

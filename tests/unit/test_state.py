@@ -77,7 +77,7 @@ def test_foreign_pickle_is_refused(tmp_path):
 def test_import_is_cheap():
     code = (
         "import sys, cherche_faiss\n"
-        "heavy = ('faiss', 'torch', 'sentence_transformers', 'sklearn', 'scipy', 'ray')\n"
+        "heavy = ('faiss', 'torch', 'sentence_transformers', 'sklearn', 'scipy', 'ray', 'lenlp')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

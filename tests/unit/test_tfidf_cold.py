@@ -28,6 +28,7 @@ from cherche_faiss.exceptions import IncompatibleStateError
 from cherche_faiss.persist import safe
 from cherche_faiss.retrieve._deferred_vectorizer import DEFAULT_PARAMS, DeferredTfidfVectorizer
 from cherche_faiss.retrieve._tfidf_analyzers import query_analyzer
+from cherche_faiss.retrieve.tfidf import sklearn_vectorizer
 
 REPO = Path(__file__).resolve().parents[2]
 QUERIES = [
@@ -178,15 +179,15 @@ def towns():
     return data.load_towns()
 
 
-def seed_pipeline(towns):
+def seed_pipeline(towns, vectorizer=None):
     """The seed pipeline: TfIdf(k=30) + rank.Encoder(HashingEncoder()) + the documents."""
-    retriever = retrieve.TfIdf(key="id", on=ON, documents=towns, k=30)
+    retriever = retrieve.TfIdf(key="id", on=ON, documents=towns, tfidf=vectorizer, k=30)
     ranker = rank.Encoder(key="id", on=ON, encoder=HashingEncoder(), k=10)
     return (retriever + ranker + towns).add(towns, show_progress=False)
 
 
 def test_a_loaded_retriever_defers_the_vectorizer_and_gives_scikit_learns_on_demand(towns, tmp_path):
-    original = retrieve.TfIdf(key="id", on=ON, documents=towns, k=30)
+    original = retrieve.TfIdf(key="id", on=ON, documents=towns, tfidf=sklearn_vectorizer(), k=30)
     loaded = cherche_faiss.load(cherche_faiss.save(original, tmp_path / "tfidf"))
     assert isinstance(loaded._tfidf, DeferredTfidfVectorizer)
     assert loaded(QUERIES) == original(QUERIES) and [loaded(q) for q in QUERIES] == original(QUERIES)
@@ -203,7 +204,7 @@ def test_a_loaded_retriever_defers_the_vectorizer_and_gives_scikit_learns_on_dem
 
 
 def test_repr_and_pickles_of_a_loaded_retriever_hold_scikit_learns_vectorizer(towns, tmp_path):
-    original = retrieve.TfIdf(key="id", on=ON, documents=towns, k=30)
+    original = retrieve.TfIdf(key="id", on=ON, documents=towns, tfidf=sklearn_vectorizer(), k=30)
     path = cherche_faiss.save(original, tmp_path / "tfidf")
     assert repr(cherche_faiss.load(path)) == repr(original)
     loaded = cherche_faiss.load(path)
@@ -214,7 +215,9 @@ def test_repr_and_pickles_of_a_loaded_retriever_hold_scikit_learns_vectorizer(to
 
 
 def test_get_params_of_a_loaded_retriever_gives_scikit_learns_vectorizer(towns, tmp_path):
-    path = cherche_faiss.save(retrieve.TfIdf(key="id", on="title", documents=towns), tmp_path / "t")
+    path = cherche_faiss.save(
+        retrieve.TfIdf(key="id", on="title", documents=towns, tfidf=sklearn_vectorizer()), tmp_path / "t"
+    )
     loaded = cherche_faiss.load(path)
     assert type(loaded.get_params()["tfidf"]) is TfidfVectorizer
 
@@ -251,7 +254,9 @@ def test_every_setting_loads_with_the_same_hits(settings_, towns, tmp_path):
 
 
 def test_damaged_parameters_are_still_refused(towns, tmp_path):
-    path = cherche_faiss.save(retrieve.TfIdf(key="id", on="title", documents=towns), tmp_path / "tfidf")
+    path = cherche_faiss.save(
+        retrieve.TfIdf(key="id", on="title", documents=towns, tfidf=sklearn_vectorizer()), tmp_path / "tfidf"
+    )
     clean = json.loads((path / "manifest.json").read_text())
     edits = [
         {"ngram_range": {"$tuple": [7, 3]}},
@@ -294,7 +299,9 @@ def test_derived_attributes_are_never_taken_from_a_save(towns, tmp_path):
 def test_a_scikit_learn_that_refuses_the_saved_parameters_is_a_library_error(towns, tmp_path, monkeypatch):
     from sklearn.feature_extraction import text
 
-    path = cherche_faiss.save(retrieve.TfIdf(key="id", on="title", documents=towns), tmp_path / "t")
+    path = cherche_faiss.save(
+        retrieve.TfIdf(key="id", on="title", documents=towns, tfidf=sklearn_vectorizer()), tmp_path / "t"
+    )
     loaded = cherche_faiss.load(path)
 
     def refuse(**params):
@@ -349,8 +356,18 @@ def _save_contents(path: Path) -> dict:
     return {"files": files, "table": manifest["files"], "components": manifest["components"]}
 
 
+def _searches(towns) -> dict:
+    """TfIdf alone and in the seed pipeline, with Cherche's vectorizer (the default) and scikit-learn's."""
+    return {
+        "tfidf": retrieve.TfIdf(key="id", on=ON, documents=towns, k=30),
+        "seed": seed_pipeline(towns),
+        "tfidf-sklearn": retrieve.TfIdf(key="id", on=ON, documents=towns, tfidf=sklearn_vectorizer(), k=30),
+        "seed-sklearn": seed_pipeline(towns, sklearn_vectorizer()),
+    }
+
+
 def test_a_fresh_interpreter_loads_and_answers_without_scikit_learn(towns, tmp_path):
-    searches = {"tfidf": retrieve.TfIdf(key="id", on=ON, documents=towns, k=30), "seed": seed_pipeline(towns)}
+    searches = _searches(towns)
     folders = {name: str(cherche_faiss.save(search, tmp_path / name)) for name, search in searches.items()}
     report = _in_a_fresh_interpreter(folders, resave=True)
     assert report.pop("sklearn") is False
@@ -362,7 +379,7 @@ def test_a_fresh_interpreter_loads_and_answers_without_scikit_learn(towns, tmp_p
 
 
 def test_a_loaded_pipeline_adds_documents_like_one_never_saved(towns, tmp_path):
-    searches = {"tfidf": retrieve.TfIdf(key="id", on=ON, documents=towns, k=30), "seed": seed_pipeline(towns)}
+    searches = _searches(towns)
     folders = {name: str(cherche_faiss.save(search, tmp_path / name)) for name, search in searches.items()}
     report = _in_a_fresh_interpreter(folders, extra=EXTRA)
     report.pop("sklearn")  # adding documents transforms them with scikit-learn: it may be imported
