@@ -202,6 +202,7 @@ class FieldColumns:
         self.size = 0  # number of rows (internal ids) so far
         self.version = 0  # changes with every write, drop and take
         self._written: frozenset[str] = frozenset()
+        self.synced: Any = None  # the owner's marker of the ids last synced (not saved)
 
     def __len__(self) -> int:
         return int(np.count_nonzero(self.alive[: self.size]))
