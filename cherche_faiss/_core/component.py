@@ -61,7 +61,6 @@ class Component:
             name: value
             for name, value in self.get_params().items()
             if name not in ("documents", "embeddings_documents")
-            and not (name == "filter_fields" and value is None)  # shown when declared only
         }
         parts = [f"{name}={_short_repr(value)}" for name, value in shown.items()]
         # Facts are shown whole: "auto" index choices explain themselves there.
