@@ -81,22 +81,18 @@ def matches(document: dict, filter: dict) -> bool:  # noqa: A002
     return True
 
 
+def _field(field, operators, values):
+    return st.builds(lambda op, v: {field: {op: v}}, st.sampled_from(operators), values)
+
+
 def conditions():
     year = st.integers(1985, 2035)
     return st.one_of(
-        st.builds(lambda op, v: {"year": {op: v}}, st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]), year),
+        _field("year", ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"], year),
         st.builds(lambda v: {"year": v}, year),
-        st.builds(
-            lambda op, v: {"lang": {op: v}}, st.sampled_from(["$eq", "$ne", "$gt", "$lte"]), st.sampled_from(LANGS)
-        ),
-        st.builds(
-            lambda op, v: {"lang": {op: v}},
-            st.sampled_from(["$in", "$nin"]),
-            st.lists(st.sampled_from(LANGS), min_size=1, max_size=3),
-        ),
-        st.builds(
-            lambda op, v: {"score": {op: v}}, st.sampled_from(["$gt", "$lte"]), st.floats(-2, 2, allow_nan=False)
-        ),
+        _field("lang", ["$eq", "$ne", "$gt", "$lte"], st.sampled_from(LANGS)),
+        _field("lang", ["$in", "$nin"], st.lists(st.sampled_from(LANGS), min_size=1, max_size=3)),
+        _field("score", ["$gt", "$lte"], st.floats(-2, 2, allow_nan=False)),
         st.builds(lambda v: {"score": {"$exists": v}}, st.booleans()),
         st.builds(lambda v: {"open": v}, st.booleans()),
     )
