@@ -206,3 +206,13 @@ def test_columns_memory_is_measurable_and_typed():
     ]
     assert "d" not in columns.columns  # never held a value
     assert columns.nbytes > 0 and len(columns) == 3
+
+
+def test_a_dense_subclass_writing_its_own_hits_still_filters():
+    class Custom(retrieve.Encoder):
+        def _search(self, queries, k, **options):
+            return [[{"id": key, "similarity": 1.0} for key in self.index.keys()][:k] for _ in queries]
+
+    model = Custom(key="id", on="title", encoder=HashingEncoder()).add(DOCUMENTS, show_progress=False)
+    assert [hit["id"] for hit in model("paris", k=3, filter={"lang": "de"})] == [2, 5, 8]
+    assert [hit["id"] for hit in model("paris", k=3, filter={"lang": "en"})] == [0, 3, 6]  # columns kept
