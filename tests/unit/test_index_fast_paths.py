@@ -445,6 +445,7 @@ def test_block_adds_build_the_same_index_as_one_add(factory, monkeypatch):
         _one_add(patch)
         whole, whole_calls = build()
     monkeypatch.setattr(updates_module, "_BLOCK_BYTES", 4 * D * 64)  # blocks of 64 rows
+    monkeypatch.setattr(updates_module, "_IVF_BLOCK_ROWS", 64)
     blocks, block_calls = build()
     assert whole_calls == [N, 300]
     assert len(block_calls) == -(-N // 64) + -(-300 // 64) and max(block_calls) == 64
@@ -468,13 +469,99 @@ def test_graph_and_unnormalised_adds_go_in_whole(monkeypatch):
     assert calls == [500]
 
 
-def test_a_block_add_of_bad_vectors_leaves_the_index_unchanged(monkeypatch):
+def _general_error(index: FaissIndex, vectors: np.ndarray) -> tuple:
+    """The error the general way's checks (``prepare``'s) raise for ``vectors``."""
+    with pytest.raises(CherFaissError) as raised:
+        index._validated(vectors, "vectors")
+    return type(raised.value), str(raised.value)
+
+
+def _bad(rows: int, seed: int, fault: str) -> np.ndarray:
+    vectors = unit_rows(np.random.default_rng(seed), rows, D)
+    if fault == "zero":
+        vectors[150] = 0.0  # in the 10th block of 16 rows
+        vectors[190] = 0.0
+    else:
+        vectors[150, 3] = np.nan if fault == "nan" else np.inf
+    return vectors
+
+
+@pytest.mark.parametrize("fault", ["zero", "nan", "inf"])
+@pytest.mark.parametrize("start", ["new", "Flat", "IVF8,Flat", "IVF8,PQ4x4"])
+def test_vectors_checked_while_adding_leave_the_index_as_it_was_when_one_is_bad(fault, start, monkeypatch):
     monkeypatch.setattr(updates_module, "_BLOCK_BYTES", 4 * D * 16)
-    index = FaissIndex().add(unit_rows(np.random.default_rng(0), 100, D), list(range(100)))
-    before = faiss.serialize_index(index.faiss_index).tobytes()
-    bad = unit_rows(np.random.default_rng(1), 200, D)
-    bad[150] = 0.0  # a zero vector in the 10th block
-    with pytest.raises(CherFaissError, match="zero vector"):
-        index.add(bad, list(range(100, 300)))
-    assert len(index) == 100 and index.keys() == list(range(100))
-    assert faiss.serialize_index(index.faiss_index).tobytes() == before
+    monkeypatch.setattr(updates_module, "_IVF_BLOCK_ROWS", 16)
+    if start == "new":
+        index = FaissIndex()
+    else:
+        index = FaissIndex(factory=start).add(unit_rows(np.random.default_rng(0), 1_000, D), list(range(1_000)))
+    before = None if index.faiss_index is None else faiss.serialize_index(index.faiss_index).tobytes()
+    keys_before = index.keys()
+    bad = _bad(200, 1, fault)
+    expected = _general_error(index, bad)
+    assert index._validates_while_adding()
+    calls = _counting_adds(index) if index.faiss_index is not None else []
+    for keys in (list(range(5_000, 5_200)), [f"k{i}" for i in range(200)]):
+        with pytest.raises(CherFaissError) as raised:
+            index.add(bad, keys)
+        assert (type(raised.value), str(raised.value)) == expected
+        assert index.keys() == keys_before and len(index) == len(keys_before)
+        if before is None:
+            assert index.faiss_index is None and index.d is None  # the index built for the add is dropped
+        else:
+            assert faiss.serialize_index(index.faiss_index).tobytes() == before
+    if start != "new":
+        assert calls and sum(calls) >= 2 * 144  # nine good blocks went in, then came out again
+    # Bad vectors are reported before bad keys, as ever.
+    with pytest.raises(CherFaissError) as raised:
+        index.add(bad, list(range(7)))
+    assert (type(raised.value), str(raised.value)) == expected
+    good = unit_rows(np.random.default_rng(2), 200, D)
+    index.add(good, list(range(5_000, 5_200)))
+    assert index.search(good[150], k=1)[1] == [[5_150]]
+
+
+def test_new_keys_are_checked_while_adding_without_the_general_checks(monkeypatch):
+    index = FaissIndex()
+
+    def refuse(*args, **kwargs):
+        pytest.fail("the vectors were checked the general way (all of them before adding)")
+
+    monkeypatch.setattr(index, "_validated", refuse)
+    vectors = unit_rows(np.random.default_rng(0), 300, D) * np.float32(4.0)
+    index.add(vectors, [f"d{i}" for i in range(300)])
+    index.add(vectors[:10], list(range(10)))  # other keys, new too
+    reference = FaissIndex()
+    monkeypatch.setattr(reference, "_validates_while_adding", lambda: False)  # all checked first, then added
+    reference.add(vectors, [f"d{i}" for i in range(300)])
+    reference.add(vectors[:10], list(range(10)))
+    assert faiss.serialize_index(index.faiss_index).tobytes() == faiss.serialize_index(reference.faiss_index).tobytes()
+    assert index.keys() == reference.keys()
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [f"d{i}" for i in range(10)] + ["d0"],  # a repeated key: the last vector wins
+        ["d5", "x", "y", "z", "w", "v", "u", "t", "s", "r", "q"],  # a held key: replaced
+    ],
+)
+def test_repeated_or_held_keys_go_the_general_way(keys):
+    vectors = unit_rows(np.random.default_rng(0), 11, D)
+    index = FaissIndex().add(unit_rows(np.random.default_rng(1), 10, D), [f"d{i}" for i in range(10)])
+    index.add(vectors, keys)
+    last = {key: row for row, key in enumerate(keys)}
+    for key, row in last.items():
+        assert index.search(vectors[row], k=1)[1] == [[key]]
+    assert len(index) == len(set(keys) | {f"d{i}" for i in range(10)})
+
+
+def test_squares_that_overflow_are_accepted_while_adding_as_before():
+    vectors = unit_rows(np.random.default_rng(0), 20, D)
+    vectors[4] = 3e38  # finite values whose squares overflow float32
+    index = FaissIndex().add(vectors, list(range(20)))
+    reference = FaissIndex().add(vectors, [("k", i) for i in range(20)])  # tuples: the same checks, general way
+    assert len(index) == 20
+    np.testing.assert_array_equal(
+        index.faiss_index.reconstruct_batch(np.arange(20)), reference.faiss_index.reconstruct_batch(np.arange(20))
+    )
