@@ -19,7 +19,7 @@ import numpy as np
 from .._core.progress import progress
 from .._core.validation import as_matrix, check_finite, check_positive_int, row_squares
 from ..exceptions import CherFaissError, IncompatibleStateError, InvalidInputError, UnknownKeyError
-from ._keys import KeyTable, check_keys, int_keys
+from ._keys import KeyTable, check_keys, checked_keys, int_keys
 from ._raw import remove_ids
 from ._search_params import index_kind
 from ._stream import add_stream
@@ -126,11 +126,11 @@ class UpdatesMixin:
         if self._validates_while_adding():
             matrix = as_matrix(vectors, "vectors", self.d if self._index is not None else self.dimension, finite=False)
             try:
-                checked = check_keys(keys, len(matrix))
+                checked, types = checked_keys(keys, len(matrix))
             except CherFaissError:
                 self._validated(vectors, "vectors")  # a bad vector is reported before bad keys, as always
                 raise
-            if self._add_validating(matrix, checked):
+            if self._add_validating(matrix, checked, types):
                 return self
             # Keys to replace or repeated, an index to train, or a bad vector (the general way says which).
         matrix, norms = self._validated(vectors, "vectors")
@@ -145,7 +145,7 @@ class UpdatesMixin:
             return False
         return self._index is not None or (isinstance(self.factory, str) and self.factory != "auto")
 
-    def _add_validating(self, matrix: np.ndarray, keys: list[Hashable]) -> bool:
+    def _add_validating(self, matrix: np.ndarray, keys: list[Hashable], types: set[type]) -> bool:
         """Add new keys' vectors, checking and normalising each block just before FAISS takes it; False
         (nothing changed) when the general way must add them.
 
@@ -158,7 +158,7 @@ class UpdatesMixin:
         table = self._table
         if not keys:
             return False
-        ints = int_keys(keys) if table.int_column or not table.next_id else None
+        ints = int_keys(keys, types) if table.int_column or not table.next_id else None
         if not (ints is not None and table.new_keys(ints)):
             if len(set(keys)) != len(keys) or (len(table) and bool((table.ids_of(keys) >= 0).any())):
                 return False

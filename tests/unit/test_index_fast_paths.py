@@ -194,8 +194,8 @@ def test_the_short_path_follows_changed_search_parameters():
 # -- the int64 key column -----------------------------------------------------------------------------
 def _object_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never pack int keys into the int64 column: every table keeps the list and dict."""
-    monkeypatch.setattr(updates_module, "int_keys", lambda keys: None)
-    monkeypatch.setattr(keys_module, "int_keys", lambda keys: None)
+    monkeypatch.setattr(updates_module, "int_keys", lambda keys, types=None: None)
+    monkeypatch.setattr(keys_module, "int_keys", lambda keys, types=None: None)
 
 
 def _changed(index: FaissIndex) -> FaissIndex:
