@@ -565,3 +565,17 @@ def test_squares_that_overflow_are_accepted_while_adding_as_before():
     np.testing.assert_array_equal(
         index.faiss_index.reconstruct_batch(np.arange(20)), reference.faiss_index.reconstruct_batch(np.arange(20))
     )
+
+
+def test_ivf_indexes_take_blocks_of_their_own_size(monkeypatch):
+    monkeypatch.setattr(updates_module, "_IVF_BLOCK_ROWS", 100)  # FAISS's own add block, scaled down
+    monkeypatch.setattr(updates_module, "_BLOCK_BYTES", 4 * D * 30)  # a flat index's blocks: 30 rows
+    vectors = unit_rows(np.random.default_rng(0), N, D)
+    ivf = FaissIndex(factory="IVF8,Flat", dimension=D)
+    ivf._train_if_needed(ivf.prepare(vectors))
+    flat = FaissIndex(dimension=D)
+    sizes = {"ivf": _counting_adds(ivf), "flat": _counting_adds(flat)}
+    ivf.add(vectors, list(range(N)))
+    flat.add(vectors, list(range(N)))
+    assert sizes["ivf"] == [100] * 10
+    assert sizes["flat"] == [30] * 33 + [10]
