@@ -34,12 +34,14 @@ WORKLOADS = {
     "torch_free": "Torch-free serving: the ONNX query encoder vs torch vs Cherche",
     "sparse": "TF-IDF and BM25 alone and in pipelines (Cherche, scikit-learn, bm25s)",
     "distributed": "Sharded dense retrieval on a Ray cluster of this machine against one index",
+    "fixed_costs": "Fixed costs: single queries, pickle loads and adds at 1M against raw FAISS",
 }
 # Workloads too long for the quick suite: they run at smoke size (CI) and full size
 # (``make bench-full``), or when named with --only.
 # distributed starts a three-node Ray cluster and encodes with MiniLM on it (about 4 minutes): its results
 # live in results/distributed (python benchmarks/run.py --size quick --only distributed --results-dir ...).
-NOT_QUICK = {"large_corpus", "distributed"}
+# fixed_costs builds six indexes of 1M vectors (cached in benchmarks/.cache): results in results/fixed_costs.
+NOT_QUICK = {"large_corpus", "distributed", "fixed_costs"}
 
 
 def _header(env: dict, config: Config, seconds: float) -> str:

@@ -37,6 +37,7 @@ def test_benchmark_suite_smoke(tmp_path):
         "torch_free",
         "sparse",
         "distributed",
+        "fixed_costs",
     }
     assert report["environment"]["versions"]["faiss"] and report["environment"]["cpu_count"]
     markdown = (tmp_path / "smoke.md").read_text()

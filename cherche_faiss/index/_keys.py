@@ -30,7 +30,7 @@ import numpy as np
 
 from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError
 
-__all__ = ["KeyTable", "check_keys", "int_keys"]
+__all__ = ["KeyTable", "check_keys", "checked_keys", "int_keys"]
 
 # Key types every instance of which passes ``isinstance(key, Hashable)``: a batch made of
 # them needs no per-key check.
@@ -40,23 +40,32 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 def check_keys(keys: Any, n: int) -> list[Hashable]:
     """``keys`` as a list of ``n`` hashable keys, one per vector, else a clear error."""
+    return checked_keys(keys, n)[0]
+
+
+def checked_keys(keys: Any, n: int) -> tuple[list[Hashable], set[type]]:
+    """:func:`check_keys`, and the set of the keys' types (for :func:`int_keys`: one pass over them)."""
     if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
         raise InvalidTypeError(f"keys must be a list with one key per vector, got {type(keys).__name__}.")
     keys = list(keys)
     if len(keys) != n:
         raise InvalidInputError(f"got {n} vectors but {len(keys)} keys; pass exactly one key per vector.")
-    if not set(map(type, keys)) <= _HASHABLE_TYPES:  # else every key is hashable by its type alone
+    types = set(map(type, keys))
+    if not types <= _HASHABLE_TYPES:  # else every key is hashable by its type alone
         for key in keys:
             if not isinstance(key, Hashable):
                 raise InvalidTypeError(
                     f"key {key!r} ({type(key).__name__}) is not hashable; use int, str or tuple keys."
                 )
-    return keys
+    return keys, types
 
 
-def int_keys(keys: list[Hashable]) -> np.ndarray | None:
-    """``keys`` as an int64 array when every one is a Python ``int`` (bools excluded) of 64 bits, else None."""
-    if not keys or set(map(type, keys)) != {int}:
+def int_keys(keys: list[Hashable], types: set[type] | None = None) -> np.ndarray | None:
+    """``keys`` as an int64 array when every one is a Python ``int`` (bools excluded) of 64 bits, else None.
+
+    ``types``: the set of the keys' types, when :func:`checked_keys` gave it.
+    """
+    if not keys or (set(map(type, keys)) if types is None else types) != {int}:
         return None
     try:
         return np.array(keys, dtype=np.int64)

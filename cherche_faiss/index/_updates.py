@@ -18,9 +18,10 @@ import numpy as np
 
 from .._core.progress import progress
 from .._core.validation import as_matrix, check_finite, check_positive_int, row_squares
-from ..exceptions import IncompatibleStateError, InvalidInputError, UnknownKeyError
-from ._keys import KeyTable, check_keys, int_keys
+from ..exceptions import CherFaissError, IncompatibleStateError, InvalidInputError, UnknownKeyError
+from ._keys import KeyTable, check_keys, checked_keys, int_keys
 from ._raw import remove_ids
+from ._search_params import index_kind
 from ._stream import add_stream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,8 +29,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["UpdatesMixin"]
 
-# Bytes of normalised vectors handed to FAISS at once by _add_rows (a block stays in the CPU's caches).
+# Bytes of normalised vectors handed to a flat index at once by block adds (a block stays in the CPU's caches).
 _BLOCK_BYTES = 1 << 20
+# Rows handed to an IVF index at once: the block IndexIVF::add_with_ids splits larger adds into.
+_IVF_BLOCK_ROWS = 65_536
 
 
 class UpdatesMixin:
@@ -46,6 +49,8 @@ class UpdatesMixin:
     _mapped: bool
     dimension: int | None
     normalize: bool
+    factory: Any
+    _choice: Any
 
     if TYPE_CHECKING:  # provided by FaissIndex and its other mixins
 
@@ -63,6 +68,7 @@ class UpdatesMixin:
         def _own_storage(self) -> None: ...
         def _adds_in_blocks(self) -> bool: ...
         def _reserve_rows(self, n: int) -> None: ...
+        def _use_index(self, index: Any) -> None: ...
 
     def prepare(self, vectors: Any, name: str = "queries") -> np.ndarray:
         """Validate ``vectors`` (shape, dimension, finite values) and normalise them as the index does."""
@@ -117,9 +123,107 @@ class UpdatesMixin:
         FaissIndex
             ``self``, so that calls chain.
         """
+        if self._validates_while_adding():
+            matrix = as_matrix(vectors, "vectors", self.d if self._index is not None else self.dimension, finite=False)
+            try:
+                checked, types = checked_keys(keys, len(matrix))
+            except CherFaissError:
+                self._validated(vectors, "vectors")  # a bad vector is reported before bad keys, as always
+                raise
+            if self._add_validating(matrix, checked, types):
+                return self
+            # Keys to replace or repeated, an index to train, or a bad vector (the general way says which).
         matrix, norms = self._validated(vectors, "vectors")
         keys = check_keys(keys, len(matrix))
         return self._add_prepared(matrix, keys, show_progress, norms)
+
+    def _validates_while_adding(self) -> bool:
+        """Whether :meth:`add` may check the vectors block by block as they go in (see ``_add_validating``):
+        normalised vectors into a writable CPU index that is, or will be (a factory string other than
+        ``"auto"``), there."""
+        if not self.normalize or self._mapped or self._device != "cpu":
+            return False
+        return self._index is not None or (isinstance(self.factory, str) and self.factory != "auto")
+
+    def _add_validating(self, matrix: np.ndarray, keys: list[Hashable], types: set[type]) -> bool:
+        """Add new keys' vectors, checking and normalising each block just before FAISS takes it; False
+        (nothing changed) when the general way must add them.
+
+        The general way reads the vectors twice (their norms for the checks, then again to divide
+        them); here each block is checked while it is in the CPU's caches. A bad block takes back
+        the blocks added before it and returns False, so that the general way raises its usual
+        error (naming the first bad rows of the whole input): the index is left as it was. Only
+        keys that are all new and distinct, into a trained index that adds row by row, go this way.
+        """
+        table = self._table
+        if not keys:
+            return False
+        ints = int_keys(keys, types) if table.int_column or not table.next_id else None
+        if not (ints is not None and table.new_keys(ints)):
+            if len(set(keys)) != len(keys) or (len(table) and bool((table.ids_of(keys) >= 0).any())):
+                return False
+        built = self._index is None
+        if built:
+            try:
+                self._build(matrix.shape[1], len(keys))
+            except Exception:  # the general way raises it, after any error about the vectors
+                self._unbuild()
+                return False
+        if not (self._index.is_trained and self._adds_in_blocks()):
+            if built:
+                self._unbuild()
+            return False
+        self._check_writable()
+        self._forget_views()
+        n, start = len(matrix), table.next_id
+        ids = np.arange(start, start + n, dtype=np.int64)
+        step = self._block_rows(matrix.shape[1])
+        self._reserve_rows(n)
+        buffer = np.empty((min(step, n), matrix.shape[1]), dtype=np.float32)
+        done = 0
+        try:
+            for first in range(0, n, step):
+                stop = min(first + step, n)
+                rows = matrix[first:stop]
+                squares = row_squares(rows)
+                if not np.isfinite(squares).all() and not np.isfinite(rows).all():
+                    break  # NaN or infinite values (squares that overflowed pass, as in _validated)
+                norms = np.sqrt(squares)
+                if not norms.all():
+                    break  # a zero vector
+                block = np.divide(rows, norms[:, None], out=buffer[: stop - first])
+                self._index.add_with_ids(block, ids[first:stop])
+                done = stop
+        except BaseException:
+            if done:  # the blocks FAISS took keep their keys: the table and the index stay in step
+                table.append(keys[:done], None if ints is None else ints[:done])
+            raise
+        if done < n:
+            self._take_back(ids[:done], built)
+            return False
+        table.append(keys, ints)
+        return True
+
+    def _unbuild(self) -> None:
+        """Forget the index built for an add that then went the general way (which builds it again)."""
+        self._use_index(None)
+        self._choice = None
+
+    def _take_back(self, ids: np.ndarray, built: bool) -> None:
+        """Remove the vectors of ``ids`` just added (the last ones), or the index just built for them."""
+        if built:
+            self._unbuild()
+        elif len(ids):
+            self._forget_views()
+            remove_ids(self._index, ids)
+
+    def _block_rows(self, dimension: int) -> int:
+        """Rows handed to FAISS at once by block adds: an IVF index takes them in FAISS's own add
+        blocks (each call assigns its rows to lists on every core: small calls cost more than they
+        save), a flat one about a MiB that stays in the CPU's caches."""
+        if index_kind(self._index) == "ivf":
+            return _IVF_BLOCK_ROWS
+        return max(1, _BLOCK_BYTES // (4 * dimension))
 
     def add_batches(
         self,
@@ -232,7 +336,7 @@ class UpdatesMixin:
             self._table.append(keys, ints)  # after FAISS took them: a failed add leaves the table as it was
             return
         self._reserve_rows(n)
-        step = max(1, _BLOCK_BYTES // (4 * matrix.shape[1]))
+        step = self._block_rows(matrix.shape[1])
         buffer = np.empty((min(step, n), matrix.shape[1]), dtype=np.float32)
         done = 0
         try:
