@@ -10,7 +10,21 @@ Importing the package is cheap: FAISS, torch and sentence-transformers are
 imported the first time they are needed.
 """
 
-from . import compose, data, distributed, encoders, evaluate, exceptions, index, qa, query, rank, retrieve, utils
+from . import (
+    compose,
+    data,
+    distributed,
+    encoders,
+    evaluate,
+    exceptions,
+    filters,
+    index,
+    qa,
+    query,
+    rank,
+    retrieve,
+    utils,
+)
 from ._version import __version__
 from .compose import Pipeline
 from .config import config_context, get_config, set_config
@@ -24,6 +38,7 @@ __all__ = [
     "encoders",
     "evaluate",
     "exceptions",
+    "filters",
     "index",
     "qa",
     "query",

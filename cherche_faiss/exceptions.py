@@ -12,6 +12,7 @@ __all__ = [
     "CherFaissError",
     "InvalidInputError",
     "InvalidTypeError",
+    "InvalidFilterError",
     "NotIndexedError",
     "DimensionMismatchError",
     "UnknownKeyError",
@@ -40,6 +41,27 @@ class InvalidInputError(CherFaissError, ValueError):
 
 class InvalidTypeError(CherFaissError, TypeError):
     """A value given to a public function has the wrong type (a query that is not a string ...)."""
+
+
+class InvalidFilterError(InvalidInputError):
+    """A ``filter=`` is malformed (an unknown operator, a wrong operand type, an empty ``$in`` ...) or does
+    not apply to the documents (an unknown field, a comparison between incompatible types, a model
+    without filterable fields).
+
+    Parameters
+    ----------
+    message
+        What was wrong, what was expected, how to fix it.
+    path
+        Where in the filter: ``filter["year"]["$gt"]`` (``filter`` for the whole of it).
+    """
+
+    def __init__(self, message: str, path: str = "filter") -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple:  # keep the path when pickled (e.g. across processes)
+        return type(self), (str(self), self.path)
 
 
 class NotIndexedError(CherFaissError, ValueError):
