@@ -97,17 +97,18 @@ def exact_filtered(
 def truths(
     config: Config, documents: np.ndarray, column: np.ndarray, queries: np.ndarray, selectivities: tuple[float, ...]
 ) -> dict[float, np.ndarray]:
-    """Exact filtered answers for every selectivity, cached on disk."""
+    """Exact filtered answers for every selectivity, cached on disk (not at smoke size)."""
     path = Path(config.cache_dir) / f"filtered-truth-{_tag(documents, queries)}-{len(queries)}.npz"
-    cached: dict[str, np.ndarray] = dict(np.load(path)) if path.is_file() else {}
+    cached: dict[str, np.ndarray] = dict(np.load(path)) if path.is_file() and not config.smoke else {}
     found = {}
     for selectivity in selectivities:
         name = f"s{threshold_of(selectivity)}"
         if name not in cached:
             cached[name] = exact_filtered(documents, column, queries, selectivity)
         found[selectivity] = cached[name]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **cached)
+    if not config.smoke:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **cached)
     return found
 
 
@@ -123,12 +124,12 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def raw_index(config: Config, factory: str, documents: np.ndarray, queries: np.ndarray) -> tuple[Any, float]:
     """A raw FAISS inner-product index of ``documents`` (ids = row numbers), read from the cache
-    or built and cached; returns it and the build time in seconds (0 when read)."""
+    or built and cached (not at smoke size); returns it and the build time in seconds (0 when read)."""
     import faiss
 
     name = factory.replace(",", "_")
     path = Path(config.cache_dir) / f"filtered-raw-{name}-{_tag(documents, queries)}.faiss"
-    if path.is_file():
+    if path.is_file() and not config.smoke:
         return faiss.read_index(str(path)), 0.0
     started = time.perf_counter()
     index = faiss.index_factory(documents.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
@@ -138,9 +139,10 @@ def raw_index(config: Config, factory: str, documents: np.ndarray, queries: np.n
     for start in range(0, len(documents), 100_000):
         index.add(documents[start : start + 100_000])
     seconds = time.perf_counter() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    faiss.write_index(index, str(path) + ".tmp")
-    Path(str(path) + ".tmp").replace(path)
+    if not config.smoke:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(index, str(path) + ".tmp")
+        Path(str(path) + ".tmp").replace(path)
     return index, seconds
 
 

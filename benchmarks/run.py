@@ -34,12 +34,15 @@ WORKLOADS = {
     "torch_free": "Torch-free serving: the ONNX query encoder vs torch vs Cherche",
     "sparse": "TF-IDF and BM25 alone and in pipelines (Cherche, scikit-learn, bm25s)",
     "distributed": "Sharded dense retrieval on a Ray cluster of this machine against one index",
+    "filtered": "Filtered search: ours against post-filtering and brute force (1M x 384)",
+    "filter_threshold": "Filtered search planner: exact subset against a FAISS selector, raw FAISS (1M x 384)",
 }
 # Workloads too long for the quick suite: they run at smoke size (CI) and full size
 # (``make bench-full``), or when named with --only.
 # distributed starts a three-node Ray cluster and encodes with MiniLM on it (about 4 minutes): its results
 # live in results/distributed (python benchmarks/run.py --size quick --only distributed --results-dir ...).
-NOT_QUICK = {"large_corpus", "distributed"}
+# filtered and filter_threshold work on 1M x 384 vectors (their results: results/filtered, with --only).
+NOT_QUICK = {"large_corpus", "distributed", "filtered", "filter_threshold"}
 
 
 def _header(env: dict, config: Config, seconds: float) -> str:
