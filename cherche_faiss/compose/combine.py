@@ -9,6 +9,7 @@ import numpy as np
 
 from .._core.candidates import Candidates, KeyList, answers_candidates
 from .._core.component import Component
+from .._core.keywords import call_keywords, check_keywords, keywords_for
 from .._core.tags import RANKER, RETRIEVER, Tags
 from .._core.validation import check_k, check_positive_int
 from ..exceptions import InvalidInputError
@@ -105,6 +106,8 @@ class _Fusion(ComposeMixin, Component):
     def __call__(
         self, q: Any, k: int | None = None, batch_size: int | None = None, documents: Any = None, **kwargs: Any
     ) -> list:
+        if kwargs:
+            check_keywords(self, kwargs, ("q", "k", "batch_size", "documents"))
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size")
         single = isinstance(q, str)
@@ -115,9 +118,9 @@ class _Fusion(ComposeMixin, Component):
                     raise InvalidInputError(
                         f"{type(model).__name__} in this {type(self).__name__} ranks candidates: pass documents=[...]."
                     )
-                hits = model(q, documents=documents, batch_size=batch_size, **kwargs)
+                hits = model(q, documents=documents, batch_size=batch_size, **keywords_for(model, kwargs))
             else:
-                hits = model(q, batch_size=batch_size, **kwargs)
+                hits = model(q, batch_size=batch_size, **keywords_for(model, kwargs))
             per_model.append([hits] if single else hits)
         key, fused = self.key, []
         for rankings in zip(*per_model):
@@ -140,7 +143,7 @@ class _Fusion(ComposeMixin, Component):
                     f"{type(model).__name__} in this {type(self).__name__} ranks candidates: pass documents=[...]."
                 )
             found, single = model._call_candidates(
-                q, None, batch_size, candidates if needs_documents(model) else None, **kwargs
+                q, None, batch_size, candidates if needs_documents(model) else None, **keywords_for(model, kwargs)
             )
             per_model.append(found)
         documents: list[Hashable] = []
@@ -157,6 +160,19 @@ class _Fusion(ComposeMixin, Component):
 
     def _answers_candidates(self) -> bool:
         return all(answers_candidates(model) for model in self.models)
+
+    def _accepted_keywords(self) -> frozenset[str] | None:
+        """The keyword arguments some model takes; ``filter`` only when every model takes it (each model
+        selects candidates: one that cannot filter would let excluded documents through)."""
+        accepted: set[str] = set()
+        filters = True
+        for model in self.models:
+            keywords = call_keywords(model)
+            if keywords is None:
+                return None
+            accepted |= keywords
+            filters = filters and "filter" in keywords
+        return frozenset(accepted if filters else accepted - {"filter"})
 
     def __repr__(self) -> str:
         options = f"fusion={self.fusion!r}, c={self.c}, weights={self.weights}, k={self.k}"

@@ -8,6 +8,7 @@ from typing import Any
 
 from .._core.candidates import Candidates, answers_candidates
 from .._core.component import Component
+from .._core.keywords import call_keywords, check_keywords, keywords_for
 from .._core.tags import DOCUMENTS, PIPELINE, QUERY, RETRIEVER, Tags, tags
 from .._core.validation import as_documents, check_k
 from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, UnknownKeyError
@@ -34,6 +35,21 @@ def _leading_rewriters(stages: list[Any]) -> int:
     while count < len(stages) and tags(stages[count]).role == QUERY:
         count += 1
     return count
+
+
+def _head_position(stages: list[Any]) -> int:
+    """The position of the stage that selects candidates: the first after the query rewriters."""
+    return min(_leading_rewriters(stages), len(stages) - 1)
+
+
+def _stage_keywords(stages: list[Any], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The keyword arguments each stage gets: those it takes, ``filter`` only to the stage that selects
+    candidates (the retriever at the head, or the first ranker of a pipeline given documents)."""
+    if not kwargs:
+        return [{}] * len(stages)
+    head = _head_position(stages)
+    others = {name: value for name, value in kwargs.items() if name != "filter"}
+    return [keywords_for(stage, kwargs if position == head else others) for position, stage in enumerate(stages)]
 
 
 def _is_batch(results: Any) -> bool:
@@ -237,7 +253,10 @@ class Pipeline(ComposeMixin, Component):
         documents
             Candidates for a pipeline that starts with a ranker.
         """
+        if kwargs:
+            check_keywords(self, kwargs, ("q", "k", "batch_size", "documents"))
         k = check_k(k)
+        per_stage = _stage_keywords(self.models, kwargs)
         results: Any = documents  # then what each stage returned (any callable can be a stage)
         # While the stages answer candidates (see _candidates_stage), hits travel as arrays: `found`
         # (Candidates), `field` (the key field of their hits) and `single` stand for `results`.
@@ -252,8 +271,9 @@ class Pipeline(ComposeMixin, Component):
                 mapped = stage._map_candidates(found, k if position == last else None)
                 results, found = (mapped[0] if single else mapped), None
                 continue
+            stage_kwargs = per_stage[position]
             if _candidates_stage(stage, found, field, documents if head else None):
-                found, single = stage._call_candidates(q, None, batch_size, found, **kwargs)
+                found, single = stage._call_candidates(q, None, batch_size, found, **stage_kwargs)
                 field, head = (stage.key if head else field), False
                 continue
             head = False
@@ -263,14 +283,14 @@ class Pipeline(ComposeMixin, Component):
             if tags(stage).role == DOCUMENTS:
                 results = stage(results)
             elif not needs_documents(stage):
-                results = stage(q, batch_size=batch_size, **kwargs)
+                results = stage(q, batch_size=batch_size, **stage_kwargs)
             else:
                 if results is None:
                     raise InvalidInputError(
                         f"this pipeline starts with {type(stage).__name__}, which ranks candidates: "
                         "pass them with documents=[...] (one list per query for a list of queries)."
                     )
-                results = stage(q, documents=results, batch_size=batch_size, **kwargs)
+                results = stage(q, documents=results, batch_size=batch_size, **stage_kwargs)
         if found is not None:  # hit dicts built once, for the final k only
             hits = found.hits(field, k)
             return hits[0] if single else hits
@@ -288,11 +308,25 @@ class Pipeline(ComposeMixin, Component):
         self, q: Any, k: int | None, batch_size: int | None, candidates: Candidates | None, **kwargs: Any
     ) -> tuple[Candidates, bool]:
         found, single = candidates, False
-        for stage in self.models:
-            found, single = stage._call_candidates(q, None, batch_size, found, **kwargs)
+        for stage, stage_kwargs in zip(self.models, _stage_keywords(self.models, kwargs)):
+            found, single = stage._call_candidates(q, None, batch_size, found, **stage_kwargs)
         if found is None:  # pragma: no cover - a pipeline has a stage
             raise InvalidInputError("an empty pipeline answers nothing.")
         return found.head(check_k(k)), single
+
+    def _accepted_keywords(self) -> frozenset[str] | None:
+        """The keyword arguments some stage takes (``filter``: the stage that selects candidates must take
+        it, since the others never get it); None when a stage takes any."""
+        head = _head_position(self.models)
+        accepted: set[str] = set()
+        for position, stage in enumerate(self.models):
+            if tags(stage).role == DOCUMENTS:
+                continue
+            keywords = call_keywords(stage)
+            if keywords is None:
+                return None
+            accepted |= keywords if position == head else keywords - {"filter"}
+        return frozenset(accepted)
 
     def _repr_extra(self) -> dict[str, Any]:
         return {}

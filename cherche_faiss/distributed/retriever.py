@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._core.documents import encoded_batches, length_of
+from .._core.keywords import check_keywords
 from .._core.validation import check_k, check_positive_int, documents_with_vectors
 from ..exceptions import InvalidInputError, InvalidTypeError, PartialResultsWarning, UnknownKeyError
 from ..index._search_params import SEARCH_PARAMETERS, check_search_params
@@ -327,7 +328,18 @@ class ShardedRetriever(ShardedStateMixin, Retriever):
     def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return check_search_params({name: kwargs[name] for name in SEARCH_PARAMETERS if name in kwargs})
 
+    #: Keyword arguments a call takes besides ``q``, ``k`` and ``batch_size``: no ``filter`` (see ``__call__``).
+    _call_keywords = frozenset(SEARCH_PARAMETERS)
+
     def __call__(self, q: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any) -> list:
+        if "filter" in kwargs:
+            raise InvalidInputError(
+                "ShardedRetriever does not support filter= yet: its shards keep vectors only, not the filterable "
+                "fields. Search an unsharded retriever (retrieve.Encoder, retrieve.Embedding ...) with filter=, "
+                "or filter the hits yourself."
+            )
+        if kwargs:
+            check_keywords(self, kwargs, ("q", "k", "batch_size"))
         if self._reads_fields:
             return super().__call__(q, k, batch_size, **kwargs)
         # An Embedding template: q is one vector, or one row per query (as retrieve.Embedding takes it).

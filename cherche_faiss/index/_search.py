@@ -16,6 +16,7 @@ import numpy as np
 
 from .._core.validation import check_positive_int, row_squares
 from ._exact import inner_product_top_k
+from ._filtered import filtered_search
 from ._keys import KeyTable
 from ._raw import hnsw_exhaustive_ids
 from ._search_params import (
@@ -145,21 +146,43 @@ class SearchMixin:
         return query, min(k, held)
 
     def search_arrays(
-        self, queries: Any, k: int, prepared: bool = False, **search_params: int
+        self, queries: Any, k: int, prepared: bool = False, mask: np.ndarray | None = None, **search_params: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`search` (or, ``prepared``, :meth:`search_prepared`) as arrays: similarities and FAISS
         ids ``(nq, k')``, ``k'`` being ``k`` clamped to the vectors held; a row's ids are -1 past
         the hits found. Map ids to keys with ``key_space.keys_at(ids)``.
 
+        ``mask`` (one bool per FAISS id, ``key_space.next_id`` of them) restricts the hits to the ids
+        it allows, planned by :func:`~cherche_faiss.index._filtered.filtered_search`.
+
         Internal API, for the library's own modules (candidates travel between pipeline stages as
         arrays); it may change.
         """
+        if mask is not None:
+            matrix = queries if prepared else self.prepare(queries, "queries")
+            return self._search_filtered(matrix, k, mask, search_params)
         if not prepared and not search_params:
             found = self._one_query(queries, k)
             if found is not None:
                 return self._search_with(found[0], found[1], self._default_parameters())
         matrix = queries if prepared else self.prepare(queries, "queries")
         return self._search_with(matrix, *self._checked_k_and_parameters(k, search_params))
+
+    def _search_filtered(
+        self, matrix: np.ndarray, k: int, mask: np.ndarray, search_params: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search_arrays` restricted to the FAISS ids ``mask`` allows."""
+        self.check_indexed()
+        k = min(check_positive_int(k, "k", allow_none=False), len(self._table))
+        params = self._default_search_params()
+        params.update(check_search_params(search_params, "search parameters"))
+        if self._index is not None:
+            faiss_search_parameters(self._index, params, self.factory_used)  # do they apply?
+        mask = np.asarray(mask, dtype=bool)
+        size = self._table.next_id
+        if len(mask) != size:  # ids beyond the mask hold documents the filter's columns never saw
+            mask = np.concatenate([mask, np.zeros(size - len(mask), dtype=bool)]) if len(mask) < size else mask[:size]
+        return filtered_search(cast("FaissIndex", self), matrix, k, mask, params)
 
     def search_prepared(
         self, matrix: np.ndarray, k: int, **search_params: int

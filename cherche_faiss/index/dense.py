@@ -16,6 +16,7 @@ import numpy as np
 
 from .._core.documents import encoded_batches, length_of
 from ..exceptions import IncompatibleStateError
+from ..filters._host import Filterable
 from .faiss import FaissIndex
 
 __all__ = ["DenseVectors", "check_loaded_vectors", "chunks"]
@@ -34,11 +35,12 @@ def check_loaded_vectors(component: Any) -> None:
             raise IncompatibleStateError(f"the saved {attribute} of this {name} cannot encode texts.")
 
 
-class DenseVectors:
+class DenseVectors(Filterable):
     """Mixin of components whose document vectors live in ``self.index`` (a :class:`FaissIndex`).
 
     The class using it sets ``self.index``, ``self.key``, ``self.on`` and
-    ``self.batch_size``.
+    ``self.batch_size``. The filterable fields of the documents added are kept
+    as columns over the index's FAISS ids (see :mod:`cherche_faiss.filters`).
     """
 
     index: FaissIndex
@@ -61,13 +63,59 @@ class DenseVectors:
         at once (see :meth:`FaissIndex.add_batches`).
         """
         size = batch_size or self.batch_size
+        fields: list[Mapping] = []  # each document's filterable fields, written once the index gave ids
         self.index.add_batches(
             # on=None passes check_component and then fails here (TypeError); rejecting it earlier changes behaviour.
-            encoded_batches(encoder, documents, self.key, self.on, size),  # type: ignore[arg-type]
+            encoded_batches(encoder, self._tap_fields(documents, fields), self.key, self.on, size),  # type: ignore[arg-type]
             total=length_of(documents) or None,
             show_progress=show_progress,
             description=f"{type(self).__name__} {what}",
         )
+        self._write_fields(fields)
+
+    def _add_fields(self, documents: Iterable[Mapping]) -> None:
+        """Write the filterable fields of ``documents`` whose vectors were just added (Embedding components)."""
+        fields: list[Mapping] = []
+        for _ in self._tap_fields(documents, fields):
+            pass
+        self._write_fields(fields)
+
+    def _tap_fields(self, documents: Iterable[Mapping], fields: list[Mapping]) -> Iterator[Mapping]:
+        """``documents`` as they are, keeping in ``fields`` what the filter columns need of each
+        (the key and the candidate fields: never a whole document, whose text may be long)."""
+        excluded = self._filter_excluded() - {self.key}
+        declared = getattr(self, "filter_fields", None)
+        key = self.key
+        for document in documents:
+            if isinstance(document, Mapping) and key in document:
+                if declared is not None:
+                    fields.append({key: document[key], **{name: document.get(name) for name in declared}})
+                else:
+                    fields.append({name: value for name, value in document.items() if name not in excluded})
+            yield document
+
+    def _write_fields(self, documents: list[Mapping]) -> None:
+        """Write the filterable fields of ``documents`` (just added) at their FAISS ids."""
+        columns = self._id_columns()
+        self._sync_ids()
+        if documents:
+            columns.write(self.index.ids_of([document[self.key] for document in documents]), documents)
+
+    def _sync_ids(self) -> None:
+        """Drop the rows of FAISS ids the index no longer holds (replaced or removed keys)."""
+        columns = self._filter_columns()
+        table = self.index.key_space
+        if columns is not None and columns.synced != (id(table), table.version):
+            columns.drop(table.removed_ids())
+            columns.synced = (id(table), table.version)
+
+    def _filter_mask(self, filter: Any) -> np.ndarray:  # noqa: A002
+        """The mask over the index's FAISS ids that ``filter`` allows."""
+        from ..filters._compile import compile_mask
+
+        self._sync_ids()
+        table = self.index.key_space
+        return compile_mask(filter, self._filter_columns(), self.index.ids_of, table.next_id)
 
     def _query_vectors(self, q: Any) -> tuple[np.ndarray, bool]:
         """``q`` (one vector, or one row per query) validated and normalised once for every chunk,

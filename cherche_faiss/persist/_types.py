@@ -201,7 +201,34 @@ class BM25sModel:
         return model
 
 
-_HANDLERS = (FaissIndexFile(), TfidfVectorizerState(), BM25sModel(), NestedSavesHandler())
+class FilterColumnsState:
+    """The filter columns of a component (:mod:`cherche_faiss.filters`): their arrays and lists, as values."""
+
+    name = "cherche_faiss.filter_columns"
+
+    @staticmethod
+    def matches(value: Any) -> bool:
+        from ..filters._columns import FieldColumns
+
+        return isinstance(value, FieldColumns)
+
+    def save(self, columns: Any, encoder: Any, where: str, stem: str) -> Any:
+        from ..filters._host import KeyedColumns
+
+        state = {**columns.state(), "keyed": isinstance(columns, KeyedColumns)}
+        return encoder.encode(state, where, stem)
+
+    def load(self, value: Any, decoder: Any, where: str) -> Any:
+        from ..filters._columns import FieldColumns
+        from ..filters._host import KeyedColumns
+
+        state = decoder.decode(value, where)
+        if not isinstance(state, dict):
+            raise IncompatibleStateError(f"{where}: the saved filter columns are damaged ({state!r:.200}).")
+        return (KeyedColumns if state.pop("keyed", False) else FieldColumns).from_state(state)
+
+
+_HANDLERS = (FaissIndexFile(), TfidfVectorizerState(), BM25sModel(), NestedSavesHandler(), FilterColumnsState())
 
 
 def handler_for(value: Any) -> Any:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core.component import Component
+from .._core.keywords import check_keywords
 from .._core.tags import READER, Tags
 from .._core.validation import as_queries, check_k, check_on, check_positive_int, document_texts, has_text
 from ..compose.operators import ComposeMixin
@@ -66,6 +67,9 @@ class QA(ComposeMixin, Component):
     >>> [(hit["answer"], hit["score"], hit["id"]) for hit in search("what is the capital city of Canada?")]
     [('Montreal', 1.0, 2), ('Paris', 0.0, 0)]
     """
+
+    #: Keyword arguments a call takes besides its named parameters (none: see ``_core.keywords``).
+    _call_keywords: frozenset[str] = frozenset()
 
     def __cherche_tags__(self) -> Tags:
         return Tags(role=READER, needs_candidates=True)
@@ -128,6 +132,8 @@ class QA(ComposeMixin, Component):
         self, q: Any, documents: Any, batch_size: int | None = None, k: int | None = None, **kwargs: Any
     ) -> list:
         """The answers to ``q`` (one question or a list) in ``documents`` (one list of documents per question)."""
+        if kwargs:
+            check_keywords(self, kwargs, ("q", "documents", "batch_size", "k"))
         queries, single = as_queries(q)
         candidates = [documents] if single else documents
         if (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._core.component import Component
+from .._core.keywords import check_keywords
 from .._core.tags import QUERY, Tags
 from .._core.validation import as_queries, check_on
 from ..compose.operators import ComposeMixin
@@ -34,7 +35,12 @@ class Query(ComposeMixin, Component):
     def __init__(self, on: Any) -> None:
         self.on = check_on(on)
 
+    #: Keyword arguments a call takes besides ``q`` (none: see ``_core.keywords``).
+    _call_keywords: frozenset[str] = frozenset()
+
     def __call__(self, q: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            check_keywords(self, kwargs, ("q",))
         queries, single = as_queries(q)
         rewritten = self._rewrite(queries)
         return rewritten[0] if single else rewritten

@@ -10,10 +10,12 @@ import numpy as np
 
 from .._core.candidates import Candidates, same_path, translate
 from .._core.component import Component
+from .._core.keywords import check_keywords
 from .._core.tags import RANKER, Tags
 from .._core.validation import as_queries, check_component, check_k, check_on, check_positive_int
 from ..compose.operators import ComposeMixin
 from ..exceptions import InvalidInputError, InvalidTypeError, UnknownKeyError
+from ..filters._host import check_filter_fields
 from ..index.dense import DenseVectors
 from ..index.faiss import FaissIndex
 
@@ -65,14 +67,26 @@ class Ranker(DenseVectors, ComposeMixin, Component):
     _reads_fields = True
     #: Whether this ranker re-ranks :class:`Candidates` (:meth:`_call_candidates`) inside pipelines and fusions.
     _arrays = True
+    #: Keyword arguments a call takes besides its named parameters (see ``_core.keywords``).
+    _call_keywords: frozenset[str] = frozenset({"filter"})
 
     def __cherche_tags__(self) -> Tags:
         return Tags(role=RANKER, needs_candidates=True)
 
-    def __init__(self, key: str, on: Any, normalize: bool, k: int | None, batch_size: int, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        key: str,
+        on: Any,
+        normalize: bool,
+        k: int | None,
+        batch_size: int,
+        device: str = "cpu",
+        filter_fields: Any = None,
+    ) -> None:
         if on is None and self._reads_fields:
             check_on(on)  # the message every component gives for a missing or malformed `on`
         self.key, self.on, self.k, self.batch_size = check_component(key, on, k, batch_size)
+        self.filter_fields = check_filter_fields(filter_fields)
         self.normalize = bool(normalize)
         self.device = device
         self.index = FaissIndex(metric="ip", normalize=self.normalize, device=device)
@@ -129,15 +143,28 @@ class Ranker(DenseVectors, ComposeMixin, Component):
         )
 
     def _rank_batch(
-        self, query_vectors: np.ndarray, candidates: list[list[Mapping]], k: int | None, batch_size: int
+        self,
+        query_vectors: np.ndarray,
+        candidates: list[list[Mapping]],
+        k: int | None,
+        batch_size: int,
+        filter: Any = None,  # noqa: A002
     ) -> list[list[dict]]:
-        """Rank one batch; ``query_vectors`` have been through ``self.index.prepare``."""
+        """Rank one batch; ``query_vectors`` have been through ``self.index.prepare``. Candidates
+        ``filter`` excludes are dropped first."""
         ids = self._candidate_ids(candidates)
         if len(ids) == 0:
             return [[] for _ in candidates]
         if (ids < 0).any():
             self._learn(self._unknown(candidates, ids), batch_size)
             ids = self._candidate_ids(candidates)
+        if filter is not None:  # after learning: the candidates just learnt have their fields written
+            allowed = self._filter_mask(filter)[ids]
+            kept, start = [], 0
+            for hits in candidates:
+                kept.append([hit for hit, keep in zip(hits, allowed[start : start + len(hits)].tolist()) if keep])
+                start += len(hits)
+            candidates, ids = kept, ids[allowed]
         source, rows = self.index.vector_rows(ids)
         return rank_candidates(query_vectors, candidates, source, rows, k)
 
@@ -147,6 +174,8 @@ class Ranker(DenseVectors, ComposeMixin, Component):
     def __call__(
         self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any
     ) -> list:
+        if kwargs:
+            check_keywords(self, kwargs, ("q", "documents", "k", "batch_size"))
         queries, single = as_queries(q)
         candidates = self._candidates(documents, len(queries), single)
         k = check_k(k) or self.k
@@ -160,7 +189,7 @@ class Ranker(DenseVectors, ComposeMixin, Component):
             query_vectors = self.index.prepare(
                 self._encode_queries(queries[start : start + batch_size], batch_size), "query embeddings"
             )
-            ranked.extend(self._rank_batch(query_vectors, batch_candidates, k, batch_size))
+            ranked.extend(self._rank_batch(query_vectors, batch_candidates, k, batch_size, kwargs.get("filter")))
         return ranked[0] if single else ranked
 
     # -- candidates as arrays (inside pipelines and fusions) --------------------------------
@@ -173,13 +202,20 @@ class Ranker(DenseVectors, ComposeMixin, Component):
         """:meth:`__call__` on :class:`Candidates` (a retriever's, one list per query of ``q``): the same
         scores and order, the candidates' key space kept, no dict built."""
         queries, single = as_queries(q)
-        return self._rank_in_batches(queries, candidates, k, batch_size, self._prepared_queries), single
+        filter = kwargs.get("filter")  # noqa: A001
+        return self._rank_in_batches(queries, candidates, k, batch_size, self._prepared_queries, filter), single
 
     def _prepared_queries(self, queries: list[str], batch_size: int) -> np.ndarray:
         return self.index.prepare(self._encode_queries(queries, batch_size), "query embeddings")
 
     def _rank_in_batches(
-        self, queries: Any, candidates: Any, k: int | None, batch_size: int | None, encode: Any
+        self,
+        queries: Any,
+        candidates: Any,
+        k: int | None,
+        batch_size: int | None,
+        encode: Any,
+        filter: Any = None,  # noqa: A002
     ) -> Candidates:
         """Each batch of queries turned into prepared vectors (``encode(queries, batch_size)``; skipped for a
         batch without candidates, as :meth:`__call__` does) and its candidates ranked."""
@@ -194,11 +230,16 @@ class Ranker(DenseVectors, ComposeMixin, Component):
                 parts.append(batch)
                 continue
             query_vectors = encode(queries[start : start + batch_size], batch_size)
-            parts.append(self._rank_candidates(query_vectors, batch, k, batch_size))
+            parts.append(self._rank_candidates(query_vectors, batch, k, batch_size, filter))
         return Candidates.concatenate(parts, candidates.space)
 
     def _rank_candidates(
-        self, query_vectors: np.ndarray, batch: Candidates, k: int | None, batch_size: int
+        self,
+        query_vectors: np.ndarray,
+        batch: Candidates,
+        k: int | None,
+        batch_size: int,
+        filter: Any = None,  # noqa: A002
     ) -> Candidates:
         """:meth:`_rank_batch` on arrays: candidates unknown to this ranker are learnt (or refused) as
         there, from the hits the retriever would have handed over (``{key: ..., "similarity": ...}``)."""
@@ -214,10 +255,18 @@ class Ranker(DenseVectors, ComposeMixin, Component):
                 unknown.setdefault(key, {self.key: key, "similarity": score})
             self._learn(list(unknown.values()), batch_size)
             ids = translate(batch.space, rows, index, index.key_space, index.ids_of)
+        found_rows = batch.rows
+        if filter is not None:  # excluded candidates dropped before scoring
+            allowed = self._filter_mask(filter)[ids]
+            found_rows, start = [], 0
+            for found in batch.rows:
+                found_rows.append(found[allowed[start : start + len(found)]])
+                start += len(found)
+            ids = ids[allowed]
         source, vector_rows = index.vector_rows(ids)
         ranked_rows, ranked_scores = [], []
         start = 0
-        for query_vector, found in zip(query_vectors, batch.rows):
+        for query_vector, found in zip(query_vectors, found_rows):
             size = len(found)
             if size == 0:
                 ranked_rows.append(found)

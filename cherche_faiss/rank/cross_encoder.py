@@ -8,16 +8,24 @@ from typing import Any
 import numpy as np
 
 from .._core.component import Component
+from .._core.keywords import check_keywords
 from .._core.tags import RANKER, Tags
 from .._core.validation import as_documents, as_queries, check_k, check_on, check_positive_int, document_texts, has_text
 from ..compose.operators import ComposeMixin
 from ..encoders.factories import as_scorer
-from ..exceptions import IncompatibleStateError, InvalidInputError, InvalidTypeError, UnknownKeyError
+from ..exceptions import (
+    IncompatibleStateError,
+    InvalidFilterError,
+    InvalidInputError,
+    InvalidTypeError,
+    UnknownKeyError,
+)
+from ..filters._host import Filterable, check_filter_fields
 
 __all__ = ["CrossEncoder"]
 
 
-class CrossEncoder(ComposeMixin, Component):
+class CrossEncoder(Filterable, ComposeMixin, Component):
     """Rank candidates by a cross-encoder's score of each (query, document text) pair.
 
     The text of a candidate is its ``on`` fields joined by spaces; candidates
@@ -56,9 +64,19 @@ class CrossEncoder(ComposeMixin, Component):
     def __cherche_tags__(self) -> Tags:
         return Tags(role=RANKER, needs_candidates=True)
 
+    #: Keyword arguments a call takes besides its named parameters (see ``_core.keywords``).
+    _call_keywords: frozenset[str] = frozenset({"filter"})
+
     def __init__(
-        self, on: Any, encoder: Any, k: int | None = None, batch_size: int = 64, key: str | None = None
+        self,
+        on: Any,
+        encoder: Any,
+        k: int | None = None,
+        batch_size: int = 64,
+        key: str | None = None,
+        filter_fields: Any = None,
     ) -> None:
+        self.filter_fields = check_filter_fields(filter_fields)
         self.on = check_on(on)
         self.encoder = as_scorer(encoder)
         self.k = check_k(k)
@@ -89,7 +107,29 @@ class CrossEncoder(ComposeMixin, Component):
             )
         documents = as_documents(documents, self.key, self.on)
         self._texts.update(zip((document[self.key] for document in documents), document_texts(documents, self.on)))
+        self._keyed_columns().upsert(documents, self.key)
         return self
+
+    def _allowed_candidates(self, candidates: list[list[Any]], filter: Any) -> list[list[Any]]:  # noqa: A002
+        """The candidates ``filter`` allows, by the fields of the documents added, or, for a candidate
+        not added, by its own fields (a whole document handed over by ``pipeline + documents``)."""
+        if self.key is None:
+            raise InvalidFilterError(
+                "this CrossEncoder has no key field to filter its candidates by: build it with key='id' (or "
+                "put it in a pipeline whose stages have one).",
+                "filter",
+            )
+        key, columns = self.key, self._keyed_columns()
+        held = columns.row_of
+        unknown = [hit for hits in candidates for hit in hits if isinstance(hit, Mapping) and hit.get(key) not in held]
+        if unknown:
+            columns.upsert(as_documents(unknown, key), key)
+        allowed = columns.allows(filter)
+        kept = []
+        for hits in candidates:
+            keep = allowed([hit[key] for hit in hits]).tolist() if hits else []
+            kept.append([hit for hit, allow in zip(hits, keep) if allow])
+        return kept
 
     def _text(self, hit: Any, query_number: int) -> str:
         if not isinstance(hit, Mapping):
@@ -109,6 +149,8 @@ class CrossEncoder(ComposeMixin, Component):
     def __call__(
         self, q: Any, documents: Any, k: int | None = None, batch_size: int | None = None, **kwargs: Any
     ) -> list:
+        if kwargs:
+            check_keywords(self, kwargs, ("q", "documents", "k", "batch_size"))
         queries, single = as_queries(q)
         candidates = [documents] if single else documents
         if (
@@ -121,6 +163,8 @@ class CrossEncoder(ComposeMixin, Component):
             )
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
+        if kwargs.get("filter") is not None:
+            candidates = self._allowed_candidates(candidates, kwargs["filter"])
         pairs = [
             (query, self._text(hit, number))
             for number, (query, hits) in enumerate(zip(queries, candidates))

@@ -50,8 +50,17 @@ class DPR(Ranker):
         k: int | None = None,
         batch_size: int = 64,
         device: str = "cpu",
+        filter_fields: Any = None,
     ) -> None:
-        super().__init__(key=key, on=on, normalize=normalize, k=k, batch_size=batch_size, device=device)
+        super().__init__(
+            key=key,
+            on=on,
+            normalize=normalize,
+            k=k,
+            batch_size=batch_size,
+            device=device,
+            filter_fields=filter_fields,
+        )
         self.encoder = as_encoder(encoder, "encoder")
         self.query_encoder = as_encoder(query_encoder, "query_encoder")
 
@@ -121,6 +130,7 @@ class Encoder(DPR):
         k: int | None = None,
         batch_size: int = 64,
         device: str = "cpu",
+        filter_fields: Any = None,
     ) -> None:
         encoder = as_encoder(encoder, "encoder")
         super().__init__(
@@ -132,4 +142,5 @@ class Encoder(DPR):
             k=k,
             batch_size=batch_size,
             device=device,
+            filter_fields=filter_fields,
         )

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._core.candidates import Candidates
+from .._core.progress import batches
 from ..index._raw import faiss_module
 from ..index._search_params import SEARCH_PARAMETERS, check_search_params
 from ..index.dense import DenseVectors
@@ -48,6 +49,7 @@ class DenseRetriever(DenseVectors, Retriever):
     """
 
     _arrays = True
+    _call_keywords = frozenset({"filter", *SEARCH_PARAMETERS})
 
     def __init__(
         self,
@@ -59,8 +61,9 @@ class DenseRetriever(DenseVectors, Retriever):
         index: Any,
         device: str,
         search_params: dict | None = None,
+        filter_fields: Any = None,
     ) -> None:
-        super().__init__(key=key, on=on, k=k, batch_size=batch_size)
+        super().__init__(key=key, on=on, k=k, batch_size=batch_size, filter_fields=filter_fields)
         self.normalize = bool(normalize)
         self.device = device
         self.search_params = check_search_params(search_params)
@@ -103,11 +106,33 @@ class DenseRetriever(DenseVectors, Retriever):
         self.search_params = dict(result.params)
         return result
 
-    def _candidates_for(
-        self, vectors: np.ndarray, k: int | None, prepared: bool = False, **search_params: int
+    def _filtered_candidates(
+        self,
+        queries: list[str],
+        k: int | None,
+        batch_size: int,
+        filter: Any,
+        options: dict[str, Any],  # noqa: A002
     ) -> Candidates:
-        """The FAISS ids (of ``self.index.key_space``) and similarities of each query's hits."""
-        similarities, ids = self.index.search_arrays(vectors, k or len(self.index), prepared=prepared, **search_params)
+        """The hits among the documents ``filter`` allows, filtered inside the index's search (see
+        :mod:`cherche_faiss.index._filtered`)."""
+        mask = self._filter_mask(filter)
+        parts = [self._search_arrays(list(batch), k, mask=mask, **options) for batch in batches(queries, batch_size)]
+        return Candidates.concatenate(parts, parts[0].space)
+
+    def _candidates_for(
+        self,
+        vectors: np.ndarray,
+        k: int | None,
+        prepared: bool = False,
+        mask: np.ndarray | None = None,
+        **search_params: int,
+    ) -> Candidates:
+        """The FAISS ids (of ``self.index.key_space``) and similarities of each query's hits (only ids
+        ``mask`` allows, when given)."""
+        similarities, ids = self.index.search_arrays(
+            vectors, k or len(self.index), prepared=prepared, mask=mask, **search_params
+        )
         rows, scores = [], []
         for id_row, score_row in zip(ids, similarities):
             # FAISS pads missing results with id -1 at the end of the row.

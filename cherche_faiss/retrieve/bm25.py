@@ -136,8 +136,9 @@ class BM25(ListedKeys, Retriever):
         k1: float = 1.5,
         b: float = 0.75,
         delta: float = 0.5,
+        filter_fields: Any = None,
     ) -> None:
-        super().__init__(key=key, on=on, k=k, batch_size=batch_size)
+        super().__init__(key=key, on=on, k=k, batch_size=batch_size, filter_fields=filter_fields)
         check_settings(tokenizer, stopwords, stemmer, ngram_range, method, k1, b, delta)
         self._vectors: TfIdf | None = None  # Cherche's BM25: a TfIdf with the count_vectorizer
         if count_vectorizer is not None:
@@ -200,6 +201,7 @@ class BM25(ListedKeys, Retriever):
         """
         if self._vectors is not None:
             self._vectors.add(documents, **kwargs)
+            self._keyed_columns().upsert(as_documents(documents, self.key, self.on), self.key)
             return self
         documents = as_documents(documents, self.key, self.on)
         if not documents:
@@ -220,6 +222,7 @@ class BM25(ListedKeys, Retriever):
         model = self._index(token_ids, vocabulary)
         self._keys, self._token_ids, self._vocabulary, self._model = keys, token_ids, vocabulary, model
         self._postings = None
+        self._keyed_columns().upsert(documents, self.key)
         return self
 
     def _index(self, token_ids: list[np.ndarray], vocabulary: dict[str, int]) -> Any:

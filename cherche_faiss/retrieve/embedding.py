@@ -40,6 +40,7 @@ class Embedding(DenseRetriever):
         batch_size: int = 1024,
         device: str = "cpu",
         search_params: dict | None = None,
+        filter_fields: Any = None,
     ) -> None:
         super().__init__(
             key=key,
@@ -50,6 +51,7 @@ class Embedding(DenseRetriever):
             index=index,
             device=device,
             search_params=search_params,
+            filter_fields=filter_fields,
         )
 
     def add(
@@ -67,6 +69,7 @@ class Embedding(DenseRetriever):
         """
         keys, vectors = documents_with_vectors(documents, embeddings_documents, self.key, "retriever")
         self.index.add(vectors, keys, show_progress=show_progress)
+        self._add_fields(documents)
         return self
 
     def _call_candidates(
@@ -77,7 +80,9 @@ class Embedding(DenseRetriever):
         search_params = self._call_options(kwargs)
         self._check_indexed()
         vectors, single = self._query_vectors(q)
+        filter = kwargs.get("filter")  # noqa: A001
+        mask = None if filter is None else self._filter_mask(filter)
         parts = [
-            self._candidates_for(chunk, k, prepared=True, **search_params) for _, chunk in chunks(vectors, batch_size)
+            self._candidates_for(chunk, k, True, mask, **search_params) for _, chunk in chunks(vectors, batch_size)
         ]
         return Candidates.concatenate(parts, parts[0].space), single

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from .._core.candidates import Candidates
 from ..encoders.factories import as_encoder
 from ..exceptions import IncompatibleStateError
@@ -59,6 +61,7 @@ class DPR(DenseRetriever):
         index: Any = None,
         device: str = "cpu",
         search_params: dict | None = None,
+        filter_fields: Any = None,
     ) -> None:
         super().__init__(
             key=key,
@@ -69,6 +72,7 @@ class DPR(DenseRetriever):
             index=index,
             device=device,
             search_params=search_params,
+            filter_fields=filter_fields,
         )
         self.encoder = as_encoder(encoder, "encoder")
         self.query_encoder = as_encoder(query_encoder, "query_encoder")
@@ -107,9 +111,11 @@ class DPR(DenseRetriever):
         self._add_encoded(self.encoder, documents, batch_size, show_progress, "retriever")
         return self
 
-    def _search_arrays(self, queries: list[str], k: int | None, **search_params: Any) -> Candidates:
+    def _search_arrays(
+        self, queries: list[str], k: int | None, mask: np.ndarray | None = None, **search_params: Any
+    ) -> Candidates:
         return self._candidates_for(
-            self.query_encoder.encode(queries, batch_size=self.batch_size), k, prepared=False, **search_params
+            self.query_encoder.encode(queries, batch_size=self.batch_size), k, False, mask, **search_params
         )
 
 
@@ -141,6 +147,7 @@ class Encoder(DPR):
         index: Any = None,
         device: str = "cpu",
         search_params: dict | None = None,
+        filter_fields: Any = None,
     ) -> None:
         encoder = as_encoder(encoder, "encoder")
         super().__init__(
@@ -154,4 +161,5 @@ class Encoder(DPR):
             index=index,
             device=device,
             search_params=search_params,
+            filter_fields=filter_fields,
         )

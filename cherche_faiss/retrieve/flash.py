@@ -54,8 +54,16 @@ class Flash(Retriever):
     [[{'id': 1, 'similarity': 0.666...}], [{'id': 2, 'similarity': 1.0}]]
     """
 
-    def __init__(self, key: str, on: Any, keywords: Any = None, lowercase: bool = True, k: int | None = None) -> None:
-        super().__init__(key=key, on=on, k=k, batch_size=1024)
+    def __init__(
+        self,
+        key: str,
+        on: Any,
+        keywords: Any = None,
+        lowercase: bool = True,
+        k: int | None = None,
+        filter_fields: Any = None,
+    ) -> None:
+        super().__init__(key=key, on=on, k=k, batch_size=1024, filter_fields=filter_fields)
         if keywords is not None and not callable(getattr(keywords, "extract_keywords", None)):
             raise InvalidTypeError(
                 f"keywords must be a flashtext.KeywordProcessor, got {type(keywords).__name__}. Leave it out for "
@@ -103,6 +111,7 @@ class Flash(Retriever):
                 if not keys:
                     self._processor.add_keyword(word)
                 keys.append(key)
+        self._keyed_columns().upsert(documents, self.key)
         return self
 
     def _forget(self, key: Hashable) -> None:

@@ -108,9 +108,15 @@ class Fuzz(Retriever):
     """
 
     def __init__(
-        self, key: str, on: Any, fuzzer: Any = "partial_ratio", default_process: bool = True, k: int | None = None
+        self,
+        key: str,
+        on: Any,
+        fuzzer: Any = "partial_ratio",
+        default_process: bool = True,
+        k: int | None = None,
+        filter_fields: Any = None,
     ) -> None:
-        super().__init__(key=key, on=on, k=k, batch_size=1024)
+        super().__init__(key=key, on=on, k=k, batch_size=1024, filter_fields=filter_fields)
         if isinstance(fuzzer, str):
             _scorer_named(fuzzer)  # refuse an unknown name now
             fuzzer = fuzzer.removeprefix("fuzz.").removeprefix("distance.")
@@ -147,6 +153,7 @@ class Fuzz(Retriever):
         texts = self._clean(document_texts(documents, self.on))  # type: ignore[arg-type]
         self._texts.update(zip((document[self.key] for document in documents), texts))
         self._choices = None
+        self._keyed_columns().upsert(documents, self.key)
         return self
 
     def _search(self, queries: list[str], k: int | None, **options: Any) -> list[list[dict]]:

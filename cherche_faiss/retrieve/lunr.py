@@ -63,8 +63,15 @@ class Lunr(Retriever):
     [[1, 0], [2]]
     """
 
-    def __init__(self, key: str, on: Any, documents: Sequence[Mapping] | None = None, k: int | None = None) -> None:
-        super().__init__(key=key, on=on, k=k, batch_size=1024)
+    def __init__(
+        self,
+        key: str,
+        on: Any,
+        documents: Sequence[Mapping] | None = None,
+        k: int | None = None,
+        filter_fields: Any = None,
+    ) -> None:
+        super().__init__(key=key, on=on, k=k, batch_size=1024, filter_fields=filter_fields)
         self._documents: dict[Hashable, dict[str, Any]] = {}  # key -> {field: text}, in the order added
         self._index: Any = None  # the lunr index, built at the first search after a change
         self._keys: list[Hashable] = []  # the key of each lunr ref ("0", "1" ...) of the built index
@@ -88,6 +95,7 @@ class Lunr(Retriever):
             self._documents[document[self.key]] = fields
         if documents:
             self._index = None
+        self._keyed_columns().upsert(documents, self.key)
         return self
 
     def _built(self) -> Any:

@@ -105,8 +105,9 @@ class TfIdf(ListedKeys, Retriever):
         k: int | None = None,
         batch_size: int = 1024,
         fit: bool = True,
+        filter_fields: Any = None,
     ) -> None:
-        super().__init__(key=key, on=on, k=k, batch_size=batch_size)
+        super().__init__(key=key, on=on, k=k, batch_size=batch_size, filter_fields=filter_fields)
         if tfidf is None:
             tfidf = default_vectorizer()
         else:  # lenlp's vectorizers, as Cherche users pass them: read into an equal NgramVectorizer
@@ -192,6 +193,7 @@ class TfIdf(ListedKeys, Retriever):
         self._matrix_t = None
         self._postings = None
         self._fast = self._packed = None
+        self._keyed_columns().upsert(documents, self.key)
         return self
 
     def _query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:

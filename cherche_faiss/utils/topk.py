@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._core.component import Component
+from .._core.keywords import check_keywords
 from .._core.tags import OTHER, Tags
 from .._core.validation import check_positive_int
 from ..compose.operators import ComposeMixin
@@ -37,12 +38,18 @@ class TopK(ComposeMixin, Component):
     def __init__(self, k: int) -> None:
         self.k = check_positive_int(k, "k", allow_none=False)
 
+    #: Keyword arguments a call takes besides ``q`` and ``documents``: ``batch_size``, which a pipeline
+    #: passes every stage (see ``_core.keywords``).
+    _call_keywords: frozenset[str] = frozenset({"batch_size"})
+
     def __call__(self, q: Any = None, documents: Any = None, **kwargs: Any) -> list:
         """The first ``k`` of ``documents`` (one list of hits, or one per query).
 
         Called as Cherche calls it, ``top_k(documents=hits)`` (or ``top_k(hits)``),
         or by a pipeline, ``top_k(q, documents=hits)``.
         """
+        if kwargs:
+            check_keywords(self, kwargs, ("q", "documents"))
         if documents is None:  # top_k(hits): Cherche's first parameter is the documents
             documents = q
         if not documents:

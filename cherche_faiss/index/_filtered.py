@@ -1,0 +1,181 @@
+"""Filtered search in a :class:`~cherche_faiss.index.FaissIndex`: the planner.
+
+A filter arrives as a boolean mask over FAISS ids (see
+:mod:`cherche_faiss.filters`). The planner picks how to search by the
+fraction ``s`` of the held vectors the mask allows:
+
+* **exact over the allowed vectors** when few are allowed (at most
+  :data:`EXACT_MIN` vectors, or ``s <= EXACT_FRACTION``), for flat indexes
+  at every selectivity (exact anyway), and on a GPU (faiss-gpu does not
+  support selectors): the allowed vectors are read from the flat storage
+  (or reconstructed), a block at a time, and scored with one matrix product
+  per block. Its cost follows the number of vectors allowed.
+* **the ANN index with a FAISS selector** otherwise (``IDSelectorRange``,
+  ``IDSelectorBatch`` or ``IDSelectorBitmap``, see ``_selectors``), with
+  the search parameters raised as selectivity falls so that recall stays at
+  the index's unfiltered level: ``efSearch / s`` (HNSW) and ``nprobe / s``
+  (IVF), capped (see :func:`raised_params`). A query that gets fewer than
+  ``k`` hits is searched again with parameters :data:`WIDEN_FACTOR` times
+  larger, :data:`WIDEN_TRIES` times, then exactly.
+
+Every hit is checked against the mask before it is returned (an excluded id
+is dropped, and the query widened as if it had been missing), so no
+excluded key comes back whatever FAISS does (``bounded_queue=False``, which
+makes HNSW ignore selectors, is never set).
+
+The threshold was measured on this project's development machine (2 cores,
+faiss-cpu 1.15.1, 200k x 64 clustered vectors, HNSW32 efSearch 64 and
+IVF1024 nprobe 16, k=10): see ``docs/filtering.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._search_params import index_kind, ivf_lists
+from ._selectors import make_selector, selector_parameters
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .faiss import FaissIndex
+
+__all__ = ["EXACT_FRACTION", "EXACT_MIN", "WIDEN_FACTOR", "WIDEN_TRIES", "filtered_search", "plan", "raised_params"]
+
+#: At or below this fraction of the vectors allowed, the allowed vectors are searched exactly.
+EXACT_FRACTION = 0.02
+#: At or below this many vectors allowed, they are searched exactly whatever the fraction.
+EXACT_MIN = 4096
+#: How much a widening multiplies ``nprobe`` / ``efSearch`` by.
+WIDEN_FACTOR = 4
+#: Widenings before the queries still short of ``k`` hits are searched exactly.
+WIDEN_TRIES = 2
+#: Largest ``efSearch`` the planner asks for (beyond it, exact search over the allowed vectors is cheaper).
+MAX_EF_SEARCH = 16384
+# Allowed vectors scored per block by the exact path (bounds the memory of a block's copy and scores).
+_BLOCK_ROWS = 65536
+
+
+def plan(index: FaissIndex, allowed: int) -> str:
+    """``"exact"`` or ``"selector"``: how ``index`` is searched with ``allowed`` vectors allowed."""
+    held = max(len(index), 1)
+    if allowed <= EXACT_MIN or allowed <= EXACT_FRACTION * held:
+        return "exact"
+    if index._device != "cpu" or index._flat_storage() is not None:
+        return "exact"
+    return "selector"
+
+
+def raised_params(kind: str, params: dict[str, int], fraction: float, faiss_index: Any, held: int) -> dict[str, int]:
+    """``nprobe`` / ``efSearch`` for a search where ``fraction`` of the vectors are allowed.
+
+    An IVF search with a selector scans ``nprobe`` lists but keeps only the
+    allowed vectors in them, so about ``nprobe * fraction`` lists' worth of
+    candidates: scanning ``nprobe / fraction`` lists keeps as many. HNSW's walk
+    keeps ``efSearch`` allowed results while it visits every node, so the same
+    rule keeps its result list as well filled.
+    """
+    fraction = min(max(fraction, 1e-9), 1.0)
+    if kind == "ivf":
+        nlist = ivf_lists(faiss_index)
+        nprobe = params.get("nprobe", 1)
+        return {**params, "nprobe": max(1, min(nlist, math.ceil(nprobe / fraction)))}
+    if kind == "hnsw":
+        ef = params.get("efSearch", 16)
+        return {**params, "efSearch": max(ef, min(MAX_EF_SEARCH, held, math.ceil(ef / fraction)))}
+    return dict(params)
+
+
+def _widened(kind: str, params: dict[str, int], faiss_index: Any, held: int) -> dict[str, int]:
+    if kind == "ivf":
+        return {**params, "nprobe": min(ivf_lists(faiss_index), params.get("nprobe", 1) * WIDEN_FACTOR)}
+    if kind == "hnsw":
+        return {**params, "efSearch": min(max(held, 1), params.get("efSearch", 16) * WIDEN_FACTOR)}
+    return params
+
+
+def filtered_search(
+    index: FaissIndex, matrix: np.ndarray, k: int, mask: np.ndarray, params: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Similarities and FAISS ids ``(nq, k)`` of each query's ``k`` best allowed vectors (-1 padded).
+
+    ``matrix`` is prepared (validated, normalised), ``k`` at least 1, ``mask``
+    one bool per FAISS id (``index.key_space.next_id`` of them; removed ids
+    False), ``params`` the search parameters of the call.
+    """
+    nq = len(matrix)
+    allowed = np.flatnonzero(mask)
+    scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    ids = np.full((nq, k), -1, dtype=np.int64)
+    if not len(allowed) or not nq:
+        return scores, ids
+    if plan(index, len(allowed)) == "exact":
+        found_scores, found_ids = exact_search(index, matrix, k, allowed)
+        scores[:, : found_ids.shape[1]], ids[:, : found_ids.shape[1]] = found_scores, found_ids
+        return scores, ids
+    faiss_index = index._index
+    kind = index_kind(faiss_index)
+    held = len(index)
+    wanted = min(k, len(allowed))
+    selector = make_selector(mask, allowed)
+    current = raised_params(kind, params, len(allowed) / max(held, 1), faiss_index, held)
+    pending = np.arange(nq)
+    for attempt in range(WIDEN_TRIES + 1):
+        parameters = selector_parameters(kind, selector, current)
+        found_scores, found_ids = index._search_with(np.ascontiguousarray(matrix[pending]), k, parameters)
+        found_scores, found_ids = _checked(found_scores, found_ids, mask)
+        complete = (found_ids[:, wanted - 1] >= 0) if wanted else np.ones(len(pending), dtype=bool)
+        scores[pending[complete]], ids[pending[complete]] = found_scores[complete], found_ids[complete]
+        pending = pending[~complete]
+        if not len(pending):
+            return scores, ids
+        if attempt < WIDEN_TRIES:
+            widened = _widened(kind, current, faiss_index, held)
+            if widened == current:
+                break
+            current = widened
+    found_scores, found_ids = exact_search(index, matrix[pending], k, allowed)
+    scores[pending, : found_ids.shape[1]], ids[pending, : found_ids.shape[1]] = found_scores, found_ids
+    return scores, ids
+
+
+def _checked(scores: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, ids)`` with every id the mask excludes dropped, each row's hits kept first, in order."""
+    inside = (ids >= 0) & (ids < len(mask))
+    valid = inside & mask[np.where(inside, ids, 0)]
+    if bool(valid[ids >= 0].all()):
+        return scores, ids
+    order = np.argsort(~valid, axis=1, kind="stable")
+    scores = np.take_along_axis(np.where(valid, scores, -np.inf).astype(np.float32), order, axis=1)
+    ids = np.take_along_axis(np.where(valid, ids, -1), order, axis=1)
+    return scores, ids
+
+
+def exact_search(index: FaissIndex, matrix: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``min(k, len(allowed))`` best of the ``allowed`` FAISS ids for each query, by exact scoring.
+
+    The vectors are those the index stores (decoded: for PQ and SQ codes, the
+    vectors the codes stand for), read a block at a time; ties are broken by
+    FAISS id.
+    """
+    nq, k = len(matrix), min(k, len(allowed))
+    best_scores = np.empty((nq, 0), dtype=np.float32)
+    best_ids = np.empty((nq, 0), dtype=np.int64)
+    square = (matrix.astype(np.float32) ** 2).sum(axis=1)[:, None] if index.metric == "l2" else None
+    for start in range(0, len(allowed), _BLOCK_ROWS):
+        block = allowed[start : start + _BLOCK_ROWS]
+        source, rows = index.vector_rows(block)
+        vectors = np.ascontiguousarray(source[rows], dtype=np.float32)
+        block_scores = matrix @ vectors.T
+        if square is not None:  # minus the squared distance, as FAISS reports L2 similarities here
+            block_scores = 2 * block_scores - (vectors**2).sum(axis=1)[None, :] - square
+        candidates = np.concatenate([best_scores, block_scores.astype(np.float32)], axis=1)
+        candidate_ids = np.concatenate([best_ids, np.broadcast_to(block, block_scores.shape)], axis=1)
+        if candidates.shape[1] > k:
+            keep = np.argpartition(-candidates, k - 1, axis=1)[:, :k]
+            candidates = np.take_along_axis(candidates, keep, axis=1)
+            candidate_ids = np.take_along_axis(candidate_ids, keep, axis=1)
+        best_scores, best_ids = candidates, candidate_ids
+    order = np.lexsort((best_ids, -best_scores), axis=-1)
+    return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_ids, order, axis=1)
