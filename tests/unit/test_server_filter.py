@@ -28,7 +28,8 @@ ON = ["title", "article"]
 
 
 def build(documents):
-    retriever = retrieve.TfIdf(key=KEY, on=ON, documents=documents, k=30)
+    # The title is searched and filtered on: declared, since searched text fields are not discovered as metadata.
+    retriever = retrieve.TfIdf(key=KEY, on=ON, documents=documents, k=30, filter_fields=["title", "url"])
     ranker = rank.Encoder(key=KEY, on=ON, encoder=HashingEncoder(), k=10)
     return (retriever + ranker + documents).add(documents, show_progress=False)
 
@@ -232,7 +233,9 @@ def saved(tmp_path_factory, towns):
     folder = tmp_path_factory.mktemp("filtered")
     corpus = folder / "towns.jsonl"
     corpus.write_text("".join(json.dumps(document) + "\n" for document in towns))
-    built = _command("build", str(corpus), "--out", str(folder / "search"), "--retriever", "bm25", "-k", "10")
+    # Only the article is searched: the title and the url are the documents' filterable metadata.
+    out = str(folder / "search")
+    built = _command("build", str(corpus), "--out", out, "--retriever", "bm25", "--on", "article", "-k", "10")
     assert built.returncode == 0, built.stderr
     return folder / "search"
 
