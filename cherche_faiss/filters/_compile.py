@@ -114,14 +114,13 @@ class _Compiler:
 
     def _column(self, field: str, path: str) -> Column:
         columns = self.columns
-        assert columns is not None  # noqa: S101 - compile_mask refused a model without columns
-        column = columns.columns.get(field)
+        column = None if columns is None else columns.columns.get(field)
         if column is None:
-            known = sorted(columns.columns)
+            known = sorted(columns.columns) if columns is not None else []
             shown = ", ".join(map(repr, known[:20])) + (" ..." if len(known) > 20 else "")
             how = (
                 "declare it in filter_fields=[...]"
-                if columns.fields is not None
+                if columns is not None and columns.fields is not None
                 else "add documents holding it (a scalar value)"
             )
             raise InvalidFilterError(
@@ -135,8 +134,7 @@ class _Compiler:
         n = min(self.size, self._rows())
         kind = "bool" if isinstance(value, bool) else "string" if isinstance(value, str) else "number"
         operation = _OPERATIONS[op]
-        if kind == "number" and column.numbers is not None:
-            assert column.has_number is not None  # noqa: S101 - allocated together
+        if kind == "number" and column.numbers is not None and column.has_number is not None:
             found = column.has_number[:n] & operation(column.numbers[:n], value)
         elif kind == "string" and column.codes is not None:
             codes = column.codes[:n]
@@ -150,7 +148,7 @@ class _Compiler:
         elif kind == "bool" and column.bools is not None:
             found = column.bools[:n] == int(value)
         else:
-            held = _held_kinds(self.columns, field, column)  # type: ignore[arg-type]
+            held = column.kinds()
             if held:
                 raise InvalidFilterError(
                     f"{path} compares field {field!r} with {kind} {value!r}, but {field!r} holds "
@@ -159,10 +157,6 @@ class _Compiler:
                 )
             found = np.zeros(n, dtype=bool)  # the field holds no value yet: nothing matches
         return _fit(found, self.size, False)
-
-
-def _held_kinds(columns: FieldColumns, field: str, column: Column) -> list[str]:
-    return [f"{kind}" for kind in column.kinds()]
 
 
 def _fit(mask: np.ndarray, size: int, fill: bool) -> np.ndarray:

@@ -220,6 +220,24 @@ def flat_storage_view(index: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return vectors, faiss.vector_to_array(index.id_map)
 
 
+def raw_storage_view(index: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(vectors, ids)`` of an id-mapped ``IndexFlat`` (either metric) or ``IndexHNSWFlat`` on the CPU, else
+    None: a zero-copy view of the raw float32 vectors FAISS stores and the id map (a copy), valid until the
+    next add, removal or reservation (see :func:`flat_storage_view`)."""
+    faiss = faiss_module()
+    if not isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        return None
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexHNSW):
+        inner = faiss.downcast_index(inner.storage)
+    if type(inner) not in (faiss.IndexFlat, faiss.IndexFlatIP, faiss.IndexFlatL2):
+        return None
+    n, d = int(inner.ntotal), int(inner.d)
+    if n == 0:
+        return None
+    return faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d), faiss.vector_to_array(index.id_map)
+
+
 def reconstruct_batch(index: Any, ids: np.ndarray) -> np.ndarray:
     """The stored vectors of ``ids`` (all present), for any index that can reconstruct."""
     faiss = faiss_module()

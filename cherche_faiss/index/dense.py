@@ -66,7 +66,7 @@ class DenseVectors(Filterable):
         fields: list[Mapping] = []  # each document's filterable fields, written once the index gave ids
         self.index.add_batches(
             # on=None passes check_component and then fails here (TypeError); rejecting it earlier changes behaviour.
-            encoded_batches(encoder, self._tap_fields(documents, fields), self.key, self.on, size),  # type: ignore[arg-type]
+            encoded_batches(encoder, self._tapped(documents, fields), self.key, self.on, size),  # type: ignore[arg-type]
             total=length_of(documents) or None,
             show_progress=show_progress,
             description=f"{type(self).__name__} {what}",
@@ -76,9 +76,16 @@ class DenseVectors(Filterable):
     def _add_fields(self, documents: Iterable[Mapping]) -> None:
         """Write the filterable fields of ``documents`` whose vectors were just added (Embedding components)."""
         fields: list[Mapping] = []
-        for _ in self._tap_fields(documents, fields):
+        for _ in self._tapped(documents, fields):
             pass
         self._write_fields(fields)
+
+    def _tapped(self, documents: Any, fields: list[Mapping]) -> Any:
+        """:meth:`_tap_fields` of ``documents``, or ``documents`` as they are when they are not an iterable
+        of documents (the validation that follows then raises its usual error)."""
+        if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
+            return documents
+        return self._tap_fields(documents, fields)
 
     def _tap_fields(self, documents: Iterable[Mapping], fields: list[Mapping]) -> Iterator[Mapping]:
         """``documents`` as they are, keeping in ``fields`` what the filter columns need of each

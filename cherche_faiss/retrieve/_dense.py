@@ -106,6 +106,18 @@ class DenseRetriever(DenseVectors, Retriever):
         self.search_params = dict(result.params)
         return result
 
+    def _allowed_keys(self, filter: Any) -> Any:  # noqa: A002
+        """For a subclass that overrides ``_search``: ``keys -> bool array`` from the columns over FAISS ids."""
+        if filter is None:
+            return None
+        mask = self._filter_mask(filter)
+
+        def allowed(keys: Any) -> np.ndarray:
+            ids = self.index.ids_of(keys)
+            return (ids >= 0) & mask[np.maximum(ids, 0)] if len(mask) else np.zeros(len(ids), dtype=bool)
+
+        return allowed
+
     def _filtered_candidates(
         self,
         queries: list[str],
