@@ -171,12 +171,24 @@ def _compile_cost(retriever: Any, t: int, repeats: int = 50) -> dict[str, Any]:
 
 # -- one index, in a child process -------------------------------------------------------------------------
 def measure_one(factory: str, config: Config, truth_path: Path) -> dict[str, Any]:
+    documents, column, queries, source = data(config)
+    retriever, build_s, origin = _retriever(config, factory, documents, column)
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    # Measured on one thread for FAISS and BLAS, what the server's thread policy gives on 2 cores (one for the
+    # event loop): single queries are timed, and idle OpenMP/BLAS threads spinning beside other processes on a
+    # shared machine make one-query searches up to 60x slower.
+    faiss.omp_set_num_threads(1)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _measure(factory, retriever, build_s, origin, documents, column, queries, source, truth_path)
+
+
+def _measure(factory, retriever, build_s, origin, documents, column, queries, source, truth_path) -> dict[str, Any]:
     from cherche_faiss.index._search_params import faiss_search_parameters
 
-    documents, column, queries, source = data(config)
     stored = np.load(truth_path)
     truth = {s: stored[f"s{threshold_of(s)}"] for s in SELECTIVITIES}
-    retriever, build_s, origin = _retriever(config, factory, documents, column)
     index = retriever.index
     first, last = index.id_of(0), index.id_of(len(documents) - 1)
     if (first, last) != (0, len(documents) - 1):  # the baselines read FAISS ids as row numbers
@@ -361,15 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--cache-dir", type=Path)
         args = parser.parse_args(argv)
         config = Config(size=args.size, cache_dir=args.cache_dir)
-        import faiss
-        from threadpoolctl import threadpool_limits
-
-        # One thread for FAISS and BLAS, what the server's thread policy gives on 2 cores (one for the event
-        # loop): single queries are timed, and idle OpenMP/BLAS threads spinning beside other processes on a
-        # shared machine make one-query searches up to 60x slower.
-        faiss.omp_set_num_threads(1)
-        with threadpool_limits(limits=1, user_api="blas"):
-            print(json.dumps(measure_one(args.child, config, args.truth)))
+        print(json.dumps(measure_one(args.child, config, args.truth)))
         return 0
     return run_alone(__doc__, run, markdown, plot, argv)
 
