@@ -76,6 +76,11 @@ def _tag(documents: np.ndarray, queries: np.ndarray) -> str:
     return digest.hexdigest()[:12]
 
 
+def data_tag(documents: np.ndarray) -> str:
+    """A short fingerprint of the documents alone (rows sampled, and the shape)."""
+    return _tag(documents, documents[:0])
+
+
 def exact_filtered(
     documents: np.ndarray, column: np.ndarray, queries: np.ndarray, selectivity: float, k: int = K
 ) -> np.ndarray:
