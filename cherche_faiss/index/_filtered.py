@@ -24,13 +24,14 @@ excluded key comes back whatever FAISS does (``bounded_queue=False``, which
 makes HNSW ignore selectors, is never set).
 
 The threshold was measured on this project's development machine (2 shared
-cores, one FAISS thread, faiss-cpu 1.15.1, 200k x 64 clustered vectors, k=10,
-median of 50 single queries): exact search over the allowed vectors takes
-0.2-1.1 ms up to 4k vectors allowed (2%), 8-16 ms at 10k-20k (5-10%: their
-vectors are reconstructed); the selector path of HNSW32 (efSearch 64, raised)
-takes 9 ms at 2%, 2.4 ms at 5%, 1.0 ms at 10%, and of IVF1024 (nprobe 16,
-raised) 1.7 ms at 2%, 1.5 ms at 5%: the two cross between 2% and 5%, hence
-:data:`EXACT_FRACTION` and :data:`EXACT_MIN`. See ``docs/filtering.md``.
+cores, one FAISS and one BLAS thread, faiss-cpu 1.15.1, 200k x 64 clustered
+vectors, k=10, median of 50 single queries; the table is in
+``docs/filtering.md``): for IVF1024,Flat (nprobe 16, raised), whose vectors the
+exact path reconstructs, exact search costs 1.7 ms at 2% allowed against the
+selector's 2.0 ms, and 5.1 ms at 5% against 1.4 ms, hence
+:data:`EXACT_FRACTION`; for HNSW32 (efSearch 64, raised), whose vectors are
+read in place, 1.6 ms at 5% against 2.3 ms, and 5.2 ms at 10% against 1.4 ms,
+hence :data:`EXACT_FRACTION_IN_PLACE`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EXACT_FRACTION",
+    "EXACT_FRACTION_IN_PLACE",
     "EXACT_MIN",
     "WIDEN_FACTOR",
     "WIDEN_TRIES",
@@ -61,6 +63,8 @@ __all__ = [
 
 #: At or below this fraction of the vectors allowed, the allowed vectors are searched exactly.
 EXACT_FRACTION = 0.02
+#: The same for indexes whose raw vectors are read in place (HNSW over flat storage): no reconstruction.
+EXACT_FRACTION_IN_PLACE = 0.05
 #: At or below this many vectors allowed, they are searched exactly whatever the fraction.
 EXACT_MIN = 4096
 #: How much a widening multiplies ``nprobe`` / ``efSearch`` by.
@@ -79,6 +83,8 @@ def plan(index: FaissIndex, allowed: int) -> str:
     if allowed <= EXACT_MIN or allowed <= EXACT_FRACTION * held:
         return "exact"
     if not selectors_supported(index) or index._flat_storage() is not None:
+        return "exact"
+    if allowed <= EXACT_FRACTION_IN_PLACE * held and _raw_storage(index) is not None:
         return "exact"
     return "selector"
 

@@ -5,7 +5,8 @@ This module builds the FAISS index (from a factory string, ``"auto"`` or a
 ready ``faiss.Index``), trains it, places it on a device and answers what it
 holds. The other jobs of :class:`FaissIndex` live beside it, one a module:
 ``_keys`` (the key <-> id table), ``_updates`` (adding, replacing, removing),
-``_stream`` (streamed adds), ``_search`` (searching and search parameters),
+``_stream`` (streamed adds), ``_storage`` (planning, reserving
+storage and training as vectors arrive), ``_search`` (searching and search parameters),
 ``_views`` (reading stored vectors back), ``_persistence`` (pickles and
 safe-format saves), ``_raw`` (free functions on a raw ``faiss.Index``),
 ``_training`` and ``auto`` (training, choosing the index).
@@ -24,31 +25,28 @@ from .._core.device import gpu_number, gpu_resources, resolve_faiss_device
 from .._core.validation import check_positive_int
 from ..exceptions import InvalidInputError, NotIndexedError
 from ._keys import KeyTable
-from ._memory import release_free_heap
 from ._persistence import PersistenceMixin, choice_to_state
 from ._raw import (
-    adds_row_by_row,
     check_adoptable,
     faiss_module,
     index_from_factory,
     metric_type,
     read_index_from,
-    reserve_flat_codes,
     with_ids,
 )
 from ._search import SearchMixin
 from ._search_params import check_search_params, index_kind
-from ._training import default_training_size, train_index, training_sample
+from ._storage import StorageMixin
 from ._updates import UpdatesMixin
 from ._views import StoredVectorsMixin
-from .auto import EXACT_LIMIT, IndexChoice, choose_index, parse_bytes
+from .auto import IndexChoice, choose_index, parse_bytes
 
 __all__ = ["FaissIndex"]
 
 _METRICS = ("ip", "l2")
 
 
-class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin, Component):
+class FaissIndex(UpdatesMixin, SearchMixin, StorageMixin, StoredVectorsMixin, PersistenceMixin, Component):
     """A FAISS index addressed by document keys.
 
     Parameters
@@ -208,83 +206,6 @@ class FaissIndex(UpdatesMixin, SearchMixin, StoredVectorsMixin, PersistenceMixin
         """
         if self._in_place is not None:
             self._use_index(read_index_from(self._in_place))
-
-    # -- planning and training, as the first vectors arrive -----------------------------
-    def _build_for_stream(self, dimension: int, buffered: int, total: int | None) -> bool:
-        """Build the index for a stream of ``total`` vectors (None: unknown), ``buffered`` of them held.
-
-        False while ``"auto"`` must wait: the stream's length is unknown and
-        fewer than ``EXACT_LIMIT`` vectors have arrived, so exact search may
-        still be the choice.
-        """
-        if self._index is not None:
-            return True
-        if self.factory == "auto" and self.expected_size is None and total is None:
-            if buffered < EXACT_LIMIT:
-                return False
-            self._build(dimension, buffered, size_known=False)
-        else:
-            self._build(dimension, total)
-        if total is not None:
-            self._reserve(total)
-        return True
-
-    def _reserve(self, total: int) -> None:
-        """Allocate flat storage for ``total`` vectors up front (flat and HNSW indexes on the CPU, empty).
-
-        See :func:`~cherche_faiss.index._raw.reserve_flat_codes`: streaming
-        would otherwise reallocate (copy) the whole storage as it grows.
-        """
-        if self._device != "cpu" or self._table.next_id:
-            return
-        self._forget_views()
-        reserve_flat_codes(self._index, total)
-        self._reserved_rows = total
-
-    def _reserve_rows(self, n: int) -> None:
-        """Before ``n`` vectors go into an empty flat index block by block: their storage at once.
-
-        Added block by block, the storage would otherwise grow by reallocation
-        (copying all it holds each time it doubles); one add into an empty index
-        knows how much it needs. An index that holds vectors grows as FAISS
-        grows it, as when they go in in one call.
-        """
-        if self._device == "cpu" and not self._index.ntotal and n > self._reserved_rows:
-            self._forget_views()
-            reserve_flat_codes(self._index, n)
-            self._reserved_rows = n
-
-    def _adds_in_blocks(self) -> bool:
-        """Whether vectors may go in in several calls (the index then ends up the same): see ``_add_rows``."""
-        return self._device == "cpu" and adds_row_by_row(self._index)
-
-    def _training_size(self) -> int:
-        """Vectors the index is trained on (``train_size``, else the documented default)."""
-        return self.train_size or default_training_size(self._index)
-
-    def _train_if_needed(self, matrix: np.ndarray, show_progress: bool = False) -> None:
-        if self._index.is_trained:
-            return
-        sample = training_sample(self._index, matrix, self._training_size(), self.factory_used)
-        try:
-            train_index(self._index, sample, self.factory_used, show_progress)
-        except RuntimeError as error:
-            raise InvalidInputError(
-                f"FAISS could not train index {self.factory_used!r} on {len(sample)} vectors: "
-                f"{str(error).strip().splitlines()[-1]}. Add more vectors in the first call or "
-                "choose a smaller index."
-            ) from None
-
-    def _release_freed_heap(self) -> bool:
-        """Hand back the heap pages an index that grows by reallocation has freed; True when it does.
-
-        Only an IVF index on the CPU grows so (thousands of inverted lists);
-        see ``_memory``: their old blocks would otherwise stay resident.
-        """
-        if self._device != "cpu" or index_kind(self._index) != "ivf":
-            return False
-        release_free_heap()
-        return True
 
     # -- introspection --------------------------------------------------------------------
     def __len__(self) -> int:

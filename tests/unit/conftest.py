@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import cherche_faiss.index._storage as storage_module
 import cherche_faiss.index.auto as auto_module
-import cherche_faiss.index.faiss as faiss_module
 from cherche_faiss.index import FaissIndex
 
 from ..helpers import unit_rows
@@ -16,7 +16,7 @@ from ..helpers import unit_rows
 def small_exact_limit(monkeypatch):
     """Make "auto" switch to IVF from 2,000 vectors instead of 100,000."""
     monkeypatch.setattr(auto_module, "EXACT_LIMIT", 2_000)
-    monkeypatch.setattr(faiss_module, "EXACT_LIMIT", 2_000)
+    monkeypatch.setattr(storage_module, "EXACT_LIMIT", 2_000)
 
 
 @pytest.fixture

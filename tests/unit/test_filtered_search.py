@@ -162,6 +162,7 @@ def test_every_index_type_gives_brute_force_exactly_and_no_excluded_key(built, m
     allowed_set = set(allowed)
     with monkeypatch.context() as patch:  # the ANN path with a selector, whatever the selectivity
         patch.setattr(_filtered, "EXACT_FRACTION", 0.0)
+        patch.setattr(_filtered, "EXACT_FRACTION_IN_PLACE", 0.0)
         patch.setattr(_filtered, "EXACT_MIN", 0)
         approximate = model(query, k=k, filter=filter)
     assert {hit["id"] for hit in approximate} <= allowed_set
@@ -187,11 +188,21 @@ def test_random_documents_lexical_and_dense_agree_with_the_reference(seed, filte
     assert {hit["id"] for hit in dense(vectors[0], k=None, filter=filter)} == allowed
 
 
+def test_the_planner_chooses_by_selectivity(built, monkeypatch):
+    _, models = built
+    ivf, hnsw, flat = models["IVF8,Flat"].index, models["HNSW16"].index, models["Flat"].index
+    monkeypatch.setattr(_filtered, "EXACT_MIN", 0)
+    assert _filtered.plan(ivf, N // 100) == "exact" and _filtered.plan(ivf, N // 10) == "selector"
+    assert _filtered.plan(hnsw, N // 25) == "exact" and _filtered.plan(hnsw, N // 5) == "selector"  # read in place
+    assert _filtered.plan(flat, N) == "exact"
+
+
 def test_the_gpu_fallback_is_exact(built, monkeypatch):
     documents, models = built
     model = models["HNSW16"]
     monkeypatch.setattr(_filtered, "selectors_supported", lambda index: False)
     monkeypatch.setattr(_filtered, "EXACT_FRACTION", 0.0)
+    monkeypatch.setattr(_filtered, "EXACT_FRACTION_IN_PLACE", 0.0)
     monkeypatch.setattr(_filtered, "EXACT_MIN", 0)
     query = np.ones(D, dtype=np.float32)
     filter = {"year": {"$gte": 2000}}  # noqa: A001

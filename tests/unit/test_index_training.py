@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import cherche_faiss.index._storage as storage_module
 import cherche_faiss.index._training as training_module
-import cherche_faiss.index.faiss as faiss_module
 from cherche_faiss.exceptions import (
     InvalidInputError,
 )
@@ -25,7 +25,7 @@ def test_training_uses_a_sample_of_the_first_vectors_and_reports_progress(rng, m
         seen["consumed"] = consumed[0]
         real_train(index, sample, description, show_progress)
 
-    monkeypatch.setattr(faiss_module, "train_index", recording_train)
+    monkeypatch.setattr(storage_module, "train_index", recording_train)
     consumed = [0]
     vectors = unit_rows(rng, 3_000)
 

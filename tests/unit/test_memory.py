@@ -20,7 +20,7 @@ _CHILD = textwrap.dedent(
     """
     import gc, sys
     import numpy as np
-    import cherche_faiss.index.faiss as module
+    import cherche_faiss.index._storage as module
     from cherche_faiss.index import FaissIndex
 
     if sys.argv[1] == "off":
