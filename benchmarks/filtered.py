@@ -195,7 +195,7 @@ def _measure(factory, retriever, build_s, origin, documents, column, queries, so
     if (first, last) != (0, len(documents) - 1):  # the baselines read FAISS ids as row numbers
         raise RuntimeError(f"FAISS ids are not row numbers here: key 0 -> {first}, key n-1 -> {last}")
     raw = index.faiss_index
-    params = dict(index.search_params)
+    params = dict(index._default_search_params())  # what ours searches with unfiltered (the "auto" choice's)
     parameters = faiss_search_parameters(raw, params, index.factory_used)
     unfiltered = _ours(retriever, filtered=False)
     result: dict[str, Any] = {
