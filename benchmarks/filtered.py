@@ -181,7 +181,7 @@ def _compile_cost(retriever: Any, t: int, repeats: int = 50) -> dict[str, Any]:
 def measure_one(factory: str, config: Config, truth_path: Path) -> dict[str, Any]:
     documents, column, queries, source = data(config)
     retriever, build_s, origin = _retriever(config, factory, documents, column)
-    if factory in SEARCH_PARAMS and not config.smoke:
+    if factory in SEARCH_PARAMS:
         retriever.index.search_params = dict(SEARCH_PARAMS[factory])
     import faiss
     from threadpoolctl import threadpool_limits
