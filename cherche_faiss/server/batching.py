@@ -7,11 +7,9 @@ products), so requests that arrive together are searched together:
 * each request's queries are queued with its ``k`` and its filter (if any);
 * one consumer takes the oldest request, then collects more for at most
   ``max_wait_ms`` (or until ``max_batch_size`` queries are pending);
-* the collected requests are grouped by ``k`` and filter, and each group is
-  searched with one call ``search(all_queries, k)`` (``search(all_queries, k,
-  filter=...)`` for a group with a filter: a filter applies to every query of
-  a call, so requests with different filters never share one); the hits are
-  split back to each request
+* the collected requests are grouped by ``k`` and filter (a filter applies to
+  every query of a call), each group searched with one call ``search(queries,
+  k)`` or ``search(queries, k, filter=...)``; the hits are split back to each request
   (a request for one query string gets a list of hits, a request for a list of
   queries a list of lists).
 
