@@ -35,13 +35,16 @@ WORKLOADS = {
     "sparse": "TF-IDF and BM25 alone and in pipelines (Cherche, scikit-learn, bm25s)",
     "distributed": "Sharded dense retrieval on a Ray cluster of this machine against one index",
     "fixed_costs": "Fixed costs: single queries, pickle loads and adds at 1M against raw FAISS",
+    "filtered": "Filtered search: ours against post-filtering and brute force (1M x 384)",
+    "filter_threshold": "Filtered search planner: exact subset against a FAISS selector, raw FAISS (1M x 384)",
 }
 # Workloads too long for the quick suite: they run at smoke size (CI) and full size
 # (``make bench-full``), or when named with --only.
 # distributed starts a three-node Ray cluster and encodes with MiniLM on it (about 4 minutes): its results
 # live in results/distributed (python benchmarks/run.py --size quick --only distributed --results-dir ...).
 # fixed_costs builds six indexes of 1M vectors (cached in benchmarks/.cache): results in results/fixed_costs.
-NOT_QUICK = {"large_corpus", "distributed", "fixed_costs"}
+# filtered and filter_threshold work on 1M x 384 vectors (their results: results/filtered, with --only).
+NOT_QUICK = {"large_corpus", "distributed", "fixed_costs", "filtered", "filter_threshold"}
 
 
 def _header(env: dict, config: Config, seconds: float) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-__all__ = ["add_file_parsers", "FILE_COMMANDS"]
+__all__ = ["add_file_parsers", "filter_argument", "FILE_COMMANDS"]
 
 
 def add_file_parsers(commands: argparse._SubParsersAction) -> None:
@@ -56,6 +57,13 @@ def add_file_parsers(commands: argparse._SubParsersAction) -> None:
     search.add_argument("path", help="folder written by cherche-faiss build or cherche_faiss.save")
     search.add_argument("queries", nargs="+", help="one query (prints a list of hits) or several (a list per query)")
     search.add_argument("-k", type=int, default=None, help="hits per query (default: the pipeline's)")
+    search.add_argument(
+        "--filter",
+        type=filter_argument,
+        metavar="JSON",
+        help='search only the documents this filter allows: a JSON object such as \'{"year": {"$gte": 2020}}\' '
+        "or a JSON array of allowed keys (see docs/filtering.md)",
+    )
     search.add_argument("--mmap", action="store_true", help="map the indexes from disk instead of reading them")
     search.add_argument("--no-verify", action="store_true", help="skip the SHA-256 checks (sizes are still checked)")
     search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -87,6 +95,42 @@ def add_file_parsers(commands: argparse._SubParsersAction) -> None:
         help="quantise the weights to int8 (smaller and faster, cosine about 0.99 to the model's)",
     )
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+
+
+def filter_argument(text: str) -> Any:
+    """``--filter``: JSON, checked with :func:`~cherche_faiss.filters.parse_filter` before anything is loaded.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        The text is not JSON, or not a valid filter (the message names the offending part).
+
+    Examples
+    --------
+    >>> filter_argument('{"year": {"$gte": 2020}}')
+    {'year': {'$gte': 2020}}
+    >>> filter_argument("{year: 2020}")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: not valid JSON (Expecting property name enclosed in double quotes at character 1) ...
+    """
+    import json
+
+    from ..exceptions import InvalidFilterError
+    from ..filters import parse_filter
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({error.msg} at character {error.pos}) in {text!r}. Quote it for the shell and "
+            """write keys and strings in double quotes, e.g. --filter '{"year": {"$gte": 2020}, "lang": "en"}'."""
+        ) from None
+    try:
+        parse_filter(value)
+    except InvalidFilterError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -129,7 +173,8 @@ def _search(args: argparse.Namespace) -> int:
         args.path, device=args.device, mmap=args.mmap, verify=not args.no_verify, backend=args.backend
     )
     queries = args.queries[0] if len(args.queries) == 1 else args.queries
-    print(json.dumps(pipeline(queries, k=args.k), indent=1, ensure_ascii=False, default=str))
+    options = {} if args.filter is None else {"filter": args.filter}
+    print(json.dumps(pipeline(queries, k=args.k, **options), indent=1, ensure_ascii=False, default=str))
     return 0
 
 

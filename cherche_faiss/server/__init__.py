@@ -5,8 +5,9 @@ uvicorn). Importing this package is cheap: FastAPI is imported by
 :func:`create_app`, which raises :class:`~cherche_faiss.exceptions.MissingDependencyError`
 naming the extra when it is not installed.
 
-Modules: ``app`` (the FastAPI application's routes), ``service`` (what they
-share: start, stop, ``/info``), ``batching`` (the micro-batcher and its bounded
+Modules: ``app`` (the FastAPI application's routes), ``answers`` (what
+``POST /search`` answers), ``service`` (what they share: start, stop,
+``/info``), ``batching`` (the micro-batcher and its bounded
 queue), ``worker`` (what runs in its thread), ``counters`` (its counters and
 retry hint), ``schemas`` (request and response models), ``guard`` (API key and body size),
 ``threads`` (the thread policy), ``loading`` (what ``serve`` loads), ``runner``

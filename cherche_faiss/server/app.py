@@ -7,9 +7,7 @@ cherche_faiss``.
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints'
 # annotations as objects, and the request model is a local of create_app.
-import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import Any
@@ -17,14 +15,11 @@ from typing import Any
 from .._version import __version__
 from ..compose.operators import needs_documents
 from ..exceptions import (
-    CherFaissError,
     InvalidInputError,
     InvalidTypeError,
     MissingDependencyError,
-    ServerClosedError,
-    ServerOverloadedError,
-    ShardUnavailableError,
 )
+from .answers import search_endpoint, too_deep_error
 from .batching import MicroBatcher
 from .guard import API_KEY_HEADER, RequestGuard, check_guard_options
 from .loading import saved_version
@@ -71,10 +66,15 @@ def create_app(
 ) -> Any:
     """A FastAPI application that serves ``pipeline``.
 
-    Endpoints: ``POST /search`` (``{"q": str | [str], "k": int}`` ->
-    ``{"hits": ...}``, exactly what ``pipeline(q, k=k)`` returns), ``GET
-    /health``, ``GET /info``, and FastAPI's ``/docs`` and ``/openapi.json``.
-    Requests arriving together are answered by one pipeline call (see
+    Endpoints: ``POST /search`` (``{"q": str | [str], "k": int, "filter": ...}`` ->
+    ``{"hits": ...}``, exactly what ``pipeline(q, k=k)`` returns, or
+    ``pipeline(q, k=k, filter=filter)`` with a filter), ``GET /health``, ``GET
+    /info``, and FastAPI's ``/docs`` and ``/openapi.json``. A filter is checked
+    with :func:`~cherche_faiss.filters.parse_filter` before anything reaches the
+    pipeline (422 naming its offending part); one the pipeline refuses when
+    called (a field its documents lack, a comparison of incompatible types) is
+    a 422 too. Requests arriving together with the same ``k`` and filter are
+    answered by one pipeline call (see
     :class:`~cherche_faiss.server.batching.MicroBatcher`), always in one worker
     thread: the pipeline is never called concurrently.
     When more queries wait than ``max_pending``, ``/search`` answers 503 with
@@ -184,8 +184,8 @@ def create_app(
         version=__version__,
         summary="Neural search on FAISS with Cherche's API.",
         description=(
-            '`POST /search` answers `{"q": str | [str], "k": int}` with the pipeline\'s hits. Requests that '
-            "arrive together are searched in one batch."
+            '`POST /search` answers `{"q": str | [str], "k": int, "filter": {...}}` with the pipeline\'s hits '
+            "(the filter is optional). Requests that arrive together are searched in one batch."
             + (f" Every path but /health and the docs needs the `{API_KEY_HEADER}` header." if api_key else "")
         ),
         lifespan=lifespan,
@@ -210,8 +210,8 @@ def _service(
     """The state the endpoints share, with its batcher (whose worker calls the service's search)."""
     service: SearchService
 
-    def run(q: Any, k: int) -> Any:
-        return service.search(q, k)
+    def run(q: Any, k: int, filter: Any = None) -> Any:  # noqa: A002 - the pipelines' keyword
+        return service.search(q, k, filter)
 
     batcher = MicroBatcher(run, **batching)
     service = SearchService(
@@ -236,7 +236,11 @@ def _error_responses(models: dict[str, Any]) -> dict[int, dict[str, Any]]:
         400: {"model": models["error"], "description": "The pipeline refused the search (a library error)."},
         401: {"model": models["error"], "description": "Missing or wrong API key."},
         413: {"model": models["error"], "description": "The request body is too large."},
-        422: {"model": models["validation_error"], "description": "The request body is not a valid search."},
+        422: {
+            "model": models["validation_error"],
+            "description": "The request body is not a valid search, or its filter does not apply to the "
+            "documents (an unknown field, a comparison of incompatible types); `errors[].field` names the part.",
+        },
         503: {
             "model": models["error"],
             "description": "The server is shutting down (retry on another one), a shard of a sharded retriever "
@@ -255,15 +259,24 @@ def _error_responses(models: dict[str, Any]) -> dict[int, dict[str, Any]]:
 def _add_routes(app: Any, service: SearchService, limits: Limits, api_key: str | None) -> None:
     """``POST /search``, ``GET /health``, ``GET /info`` and the readable 422 handler."""
     from fastapi import Depends, Request
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from fastapi.security import APIKeyHeader
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     models = response_models()
     errors = _error_responses(models)
     SearchRequest = search_request_model(limits)
     # Declared for the OpenAPI schema (the Authorize button of /docs); RequestGuard enforces the key.
     security = [Depends(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))] if api_key is not None else []
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 "error parsing the body" when json.loads hits its recursion limit.
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            return too_deep_error(service)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -279,7 +292,7 @@ def _add_routes(app: Any, service: SearchService, limits: Limits, api_key: str |
         summary="Search one query or a list of queries",
     )
     async def search(request: Request, body: SearchRequest) -> Response:  # type: ignore[valid-type]
-        return await _search(service, request, body)
+        return await search_endpoint(service, request, body)
 
     # /health never goes through the batcher: it answers at once while the queue is full.
     shutting_down = {"model": models["error"], "description": "The server is shutting down."}
@@ -306,48 +319,6 @@ def _add_routes(app: Any, service: SearchService, limits: Limits, api_key: str |
         return await service.info()
 
 
-def _error(service: SearchService, status: int, detail: str, headers: dict[str, str] | None = None) -> Any:
-    from fastapi.responses import JSONResponse
-
-    service.responses[status] += 1
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-
-
-async def _search(service: SearchService, request: Any, body: Any) -> Any:
-    """``POST /search``: queue the request, wait for its batch, answer its hits (or the error's status)."""
-    from fastapi.responses import Response
-
-    try:
-        if service.state == "idle":
-            await service.start()  # served without the lifespan (e.g. mounted in another app)
-        future = service.batcher.submit(body.q, body.k)
-    except ServerOverloadedError as exc:  # refused before queueing: nothing to withdraw
-        return _error(service, 503, str(exc), {"Retry-After": str(exc.retry_after)})
-    except ServerClosedError as exc:
-        return _error(service, 503, str(exc))
-    try:
-        hits = await _unless_disconnected(request, future)
-    except (ServerClosedError, ShardUnavailableError) as exc:  # the server's fault (a lost shard): retry later
-        return _error(service, 503, str(exc))
-    except CherFaissError as exc:
-        return _error(service, 400, str(exc))
-    except Exception:
-        logger.exception("search failed for a valid request (k=%d)", body.k)
-        return _error(service, 500, "the search failed on the server; its log says why.")
-    if hits is _DISCONNECTED:
-        service.disconnected += 1
-        return Response(status_code=499)  # nobody reads it: the client has gone
-    try:
-        content = json.dumps({"hits": hits}, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain)
-    except (TypeError, ValueError):
-        logger.exception("the pipeline returned hits that are not JSON-serialisable")
-        return _error(
-            service, 500, "the pipeline returned hits that cannot be written as JSON; the server's log says which."
-        )
-    service.responses[200] += 1
-    return Response(content, media_type="application/json")
-
-
 def _check_servable(pipeline: Any) -> None:
     if not callable(pipeline):
         raise InvalidTypeError(
@@ -359,40 +330,3 @@ def _check_servable(pipeline: Any) -> None:
             f"{type(pipeline).__name__} ranks candidates given to it, which an HTTP client cannot send. Serve "
             "a pipeline that starts with a retriever: retriever + ranker (+ documents)."
         )
-
-
-_DISCONNECTED = object()
-
-
-async def _unless_disconnected(request: Any, future: asyncio.Future) -> Any:
-    """The future's result, or ``_DISCONNECTED`` (and the future cancelled) if the client goes first.
-
-    A cancelled request still pending is dropped by the batcher: no search is
-    spent on a client that has gone.
-    """
-    watcher = asyncio.ensure_future(_disconnect(request))
-    try:
-        await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:  # the server cancelled this request
-        future.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if future.done():
-        return future.result()
-    future.cancel()
-    return _DISCONNECTED
-
-
-async def _disconnect(request: Any) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays in documents' fields, as JSON numbers and lists."""
-    for method in ("tolist", "item"):
-        convert = getattr(value, method, None)
-        if callable(convert):
-            return convert()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

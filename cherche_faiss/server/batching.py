@@ -4,11 +4,12 @@ Encoding 64 queries in one call costs far less than 64 calls of one query
 (one forward pass instead of 64, one matrix product instead of 64 vector
 products), so requests that arrive together are searched together:
 
-* each request's queries are queued with its ``k``;
+* each request's queries are queued with its ``k`` and its filter (if any);
 * one consumer takes the oldest request, then collects more for at most
   ``max_wait_ms`` (or until ``max_batch_size`` queries are pending);
-* the collected requests are grouped by ``k`` and each group is searched with
-  one call ``search(all_queries, k)``; the hits are split back to each request
+* the collected requests are grouped by ``k`` and filter (a filter applies to
+  every query of a call), each group searched with one call ``search(queries,
+  k)`` or ``search(queries, k, filter=...)``; the hits are split back to each request
   (a request for one query string gets a list of hits, a request for a list of
   queries a list of lists).
 
@@ -44,7 +45,7 @@ from typing import Any
 from .._core.validation import check_positive_int
 from ..exceptions import InvalidInputError, InvalidTypeError, ServerClosedError, ServerOverloadedError
 from .counters import BatchCounters, retry_after_seconds
-from .worker import SearchFunction, run_batch
+from .worker import SearchFunction, filter_key, run_batch
 
 # The errors live in cherche_faiss.exceptions; they are re-exported here, where they were first defined.
 __all__ = ["MicroBatcher", "ServerClosedError", "ServerOverloadedError", "PENDING_PER_BATCH"]
@@ -65,6 +66,8 @@ class _Request:
     future: asyncio.Future
     enqueued: float  # event-loop time
     queued: bool = True  # its queries count against max_pending
+    filter: Any = None  # given to the pipeline as filter= (None: no filter)
+    filter_key: str | None = None  # requests with equal keys have equal filters (see filter_key)
 
     @property
     def single(self) -> bool:
@@ -77,7 +80,8 @@ class MicroBatcher:
     Parameters
     ----------
     search
-        ``search(q, k)``: a pipeline's call (``lambda q, k: pipeline(q, k=k)``).
+        ``search(q, k)``: a pipeline's call (``lambda q, k: pipeline(q, k=k)``);
+        a request with a filter is searched with ``search(q, k, filter=...)``.
     max_batch_size
         Most queries searched by one call (a request with more queries than
         this runs alone, in one call).
@@ -235,10 +239,12 @@ class MicroBatcher:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     # -- requests -----------------------------------------------------------------------------
-    def submit(self, q: Any, k: int) -> asyncio.Future:
+    def submit(self, q: Any, k: int, filter: Any = None) -> asyncio.Future:  # noqa: A002 - the pipelines' keyword
         """Queue a search and return the future of its hits (the batcher must be running).
 
-        ``q`` is one query string or a list of them, already validated.
+        ``q`` is one query string or a list of them, already validated;
+        ``filter`` (None: none) is handed to the pipeline as ``filter=``, and
+        only requests with equal filters (see :func:`filter_key`) share a call.
         Cancelling the future withdraws the request if its batch has not started
         (and frees its place in the queue at once).
 
@@ -260,7 +266,15 @@ class MicroBatcher:
             self._stats.reject(len(queries))
             raise self._overloaded(len(queries))
         loop = asyncio.get_running_loop()
-        request = _Request(q=q, queries=queries, k=k, future=loop.create_future(), enqueued=loop.time())
+        request = _Request(
+            q=q,
+            queries=queries,
+            k=k,
+            future=loop.create_future(),
+            enqueued=loop.time(),
+            filter=filter,
+            filter_key=filter_key(filter),
+        )
         self._pending.append(request)
         self._pending_queries += len(queries)
         # A withdrawn request stays in the deque until the consumer reaches it; its place is freed now.
@@ -301,11 +315,11 @@ class MicroBatcher:
             request.queued = False
             self._pending_queries -= len(request.queries)
 
-    async def search(self, q: Any, k: int) -> Any:
-        """Search ``q`` with ``k`` in the next batch and return its hits."""
+    async def search(self, q: Any, k: int, filter: Any = None) -> Any:  # noqa: A002 - the pipelines' keyword
+        """Search ``q`` with ``k`` (and ``filter``, if not None) in the next batch and return its hits."""
         if not self.running and not self._closed:
             await self.start()
-        return await self.submit(q, k)
+        return await self.submit(q, k, filter)
 
     # -- the consumer ---------------------------------------------------------------------------
     async def _consume(self, arrived: asyncio.Event) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from .._core.validation import check_positive_int
 
-__all__ = ["Limits", "search_request_model", "response_models", "readable_errors"]
+__all__ = ["Limits", "filter_problem", "search_request_model", "response_models", "readable_errors"]
 
 DEFAULT_K = 10
 
@@ -135,6 +135,47 @@ def k_problem(value: Any, limits: Limits) -> tuple[str, str] | None:
     return None
 
 
+def filter_problem(value: Any) -> tuple[str, str, str] | None:
+    """``(error type, message, path)`` for a bad ``filter``, None when it is valid (or absent).
+
+    The filter is checked with :func:`cherche_faiss.filters.parse_filter`, so a
+    malformed one (an unknown operator, a wrong operand type, too deep, too
+    many conditions) never reaches the pipeline; ``path`` names its offending
+    part, e.g. ``filter["year"]["$gt"]``.
+
+    Examples
+    --------
+    >>> filter_problem({"year": {"$gte": 2020}}) is None
+    True
+    >>> filter_problem(None) is None
+    True
+    >>> kind, message, path = filter_problem({"year": {"$near": 2020}})
+    >>> kind, path
+    ('filter_invalid', 'filter["year"]["$near"]')
+    >>> filter_problem("year > 2020")[1]  # doctest: +ELLIPSIS
+    'filter must be a JSON object of conditions such as {"year": {"$gte": 2020}} or an array ..., got a string.'
+    """
+    from ..exceptions import InvalidFilterError
+    from ..filters import parse_filter
+
+    if value is None:
+        return None
+    if not isinstance(value, (Mapping, list)):
+        return (
+            "filter_type",
+            (
+                'filter must be a JSON object of conditions such as {"year": {"$gte": 2020}} or an array of '
+                f"allowed keys, got {_kind(value)}."
+            ),
+            "filter",
+        )
+    try:
+        parse_filter(value)
+    except InvalidFilterError as error:
+        return "filter_invalid", str(error), error.path
+    return None
+
+
 def search_request_model(limits: Limits) -> type:
     """The pydantic model of ``POST /search`` bodies for these limits.
 
@@ -142,7 +183,9 @@ def search_request_model(limits: Limits) -> type:
     --------
     >>> SearchRequest = search_request_model(Limits(max_queries=2))
     >>> SearchRequest(q="bordeaux wine", k=3)
-    SearchRequest(q='bordeaux wine', k=3)
+    SearchRequest(q='bordeaux wine', k=3, filter=None)
+    >>> SearchRequest(q="bordeaux wine", filter={"year": {"$gte": 2020}}).filter
+    {'year': {'$gte': 2020}}
     >>> SearchRequest(q=["a", "b", "c"])
     Traceback (most recent call last):
     ...
@@ -153,10 +196,10 @@ def search_request_model(limits: Limits) -> type:
     from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
     from pydantic_core import PydanticCustomError
 
-    def fail(problem: tuple[str, str]) -> None:
-        kind, message = problem
+    def fail(problem: tuple[str, ...]) -> None:
+        kind, message, *path = problem
         # The message travels in the context: braces in it are never read as a template.
-        raise PydanticCustomError(kind, "{message}", {"message": message})
+        raise PydanticCustomError(kind, "{message}", {"message": message, **({"path": path[0]} if path else {})})
 
     Query = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_query_length)]
 
@@ -166,7 +209,11 @@ def search_request_model(limits: Limits) -> type:
         model_config = ConfigDict(
             extra="forbid",
             json_schema_extra={
-                "examples": [{"q": "bordeaux wine", "k": 3}, {"q": ["bordeaux", "football club"], "k": 10}]
+                "examples": [
+                    {"q": "bordeaux wine", "k": 3},
+                    {"q": ["bordeaux", "football club"], "k": 10},
+                    {"q": "bordeaux wine", "k": 5, "filter": {"year": {"$gte": 2020}, "lang": "en"}},
+                ]
             },
         )
 
@@ -185,6 +232,17 @@ def search_request_model(limits: Limits) -> type:
             ),
         )
 
+        filter: dict[str, Any] | list[str | int] | None = Field(
+            default=None,
+            description=(
+                "Search only the documents this filter allows: a JSON object of conditions on the documents' "
+                'fields, e.g. {"year": {"$gte": 2020}, "lang": "en"} (operators $eq $ne $gt $gte $lt $lte $in '
+                "$nin $exists on a field, $and $or $not around conditions), or an array of the allowed "
+                "documents' keys. Checked before the search: a malformed filter, or one naming a field the "
+                "documents lack, is a 422 naming its offending part."
+            ),
+        )
+
         @field_validator("q", "k", mode="wrap")
         @classmethod
         def _check(cls, value: Any, handler: Any, info: Any) -> Any:
@@ -193,6 +251,16 @@ def search_request_model(limits: Limits) -> type:
             if problem is not None:
                 fail(problem)
             return handler(value)
+
+        @field_validator("filter", mode="wrap")
+        @classmethod
+        def _check_filter(cls, value: Any, handler: Any) -> Any:
+            # The filter language's own checks (they name the part of the filter): the value is kept
+            # as sent (JSON), so that requests can be grouped by it.
+            problem = filter_problem(value)
+            if problem is not None:
+                fail(problem)
+            return value
 
     return SearchRequest
 
@@ -250,14 +318,15 @@ def readable_errors(errors: Sequence[Mapping[str, Any]], content_type: str | Non
     [{'field': 'q', 'type': 'missing', 'message': 'q is required: a query string or a list of query strings.'}]
     >>> error = {"type": "extra_forbidden", "loc": ("body", "top_k"), "msg": "Extra inputs"}
     >>> readable_errors([error], None)[0]["message"]
-    "unknown field 'top_k': a search takes q and k only."
+    "unknown field 'top_k': a search takes q, k and filter only."
     """
     readable = []
     for error in errors:
         location = [part for part in error.get("loc", ()) if part != "body"]
         kind = str(error.get("type", ""))
-        # A JSON syntax error is located by character position, not by field.
+        # A JSON syntax error is located by character position, not by field; a filter's error by its part.
         field = "body" if kind == "json_invalid" else ".".join(str(part) for part in location) or "body"
+        field = str((error.get("ctx") or {}).get("path", field))
         readable.append({"field": field, "type": kind, "message": _message(kind, field, location, error, content_type)})
     return readable
 
@@ -276,7 +345,7 @@ def _message(kind: str, field: str, location: list, error: Mapping[str, Any], co
     if kind == "missing":
         return f"{field} is required" + (": a query string or a list of query strings." if field == "q" else ".")
     if kind == "extra_forbidden":
-        return f"unknown field {field!r}: a search takes q and k only."
+        return f"unknown field {field!r}: a search takes q, k and filter only."
     return str(error.get("msg", kind))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import time
 from collections import Counter
@@ -20,11 +21,28 @@ from .guard import API_KEY_HEADER, OPEN_PATHS
 from .schemas import Limits
 from .threads import ThreadPolicy
 
-__all__ = ["SearchService", "WARM_UP_QUERY"]
+__all__ = ["SearchService", "WARM_UP_QUERY", "takes_filter"]
 
 logger = logging.getLogger("cherche_faiss.server")
 
 WARM_UP_QUERY = "warm-up"
+
+
+def takes_filter(pipeline: Any) -> bool:
+    """Whether ``pipeline(q, k=k, filter=...)`` can be called: a ``filter`` parameter or ``**kwargs``.
+
+    Every component of cherche_faiss takes one; a plain function may not, and
+    a request with a filter then gets a 422 rather than a server error.
+    """
+    try:
+        parameters = inspect.signature(pipeline).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): the call will tell
+        return True
+    return any(
+        parameter.kind is inspect.Parameter.VAR_KEYWORD
+        or (parameter.name == "filter" and parameter.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for parameter in parameters
+    )
 
 
 class SearchService:
@@ -56,6 +74,7 @@ class SearchService:
         self.source = source
         self.api_key_set = api_key_set
         self.max_body_bytes = max_body_bytes
+        self.takes_filter = takes_filter(pipeline)
         self.started_at = time.monotonic()
         self.responses: Counter[int] = Counter()  # /search answers by status
         self.disconnected = 0
@@ -64,10 +83,12 @@ class SearchService:
         self.state = "idle"
         self._starting: asyncio.Lock | None = None
 
-    def search(self, q: Any, k: int) -> Any:
-        """One pipeline call; runs in the worker thread."""
+    def search(self, q: Any, k: int, filter: Any = None) -> Any:  # noqa: A002 - the pipelines' keyword
+        """One pipeline call (``filter=`` only when there is a filter); runs in the worker thread."""
         self.policy.apply()  # no-op once done; catches torch imported by a lazily loaded model
-        return self.pipeline(q, k=k)
+        if filter is None:
+            return self.pipeline(q, k=k)
+        return self.pipeline(q, k=k, filter=filter)
 
     async def start(self) -> None:
         """Start the worker, apply the thread policy there, answer the warm-up query."""

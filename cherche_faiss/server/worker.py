@@ -1,4 +1,4 @@
-"""What the micro-batcher runs in its worker thread: one batch of requests, one pipeline call per ``k``.
+"""What the micro-batcher runs in its worker thread: one batch of requests, one pipeline call per ``k`` and filter.
 
 Nothing here touches the event loop or a future: the batcher (:mod:`.batching`)
 hands a batch over and sets each request's future from the outcomes it gets back.
@@ -6,20 +6,22 @@ hands a batch over and sets each request's future from the outcomes it gets back
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..exceptions import InvalidInputError
+from ..exceptions import InvalidFilterError, InvalidInputError
 
-__all__ = ["SearchFunction", "Outcome", "run_batch"]
+__all__ = ["SearchFunction", "Outcome", "filter_key", "run_batch"]
 
 logger = logging.getLogger(__name__)
 
 #: ``search(q, k)`` with ``q`` a string or a list of strings, answering as a
-#: Cherche pipeline does: a list of hits, or one list of hits per query.
-SearchFunction = Callable[[Any, int], list]
+#: Cherche pipeline does: a list of hits, or one list of hits per query. A
+#: request with a filter is searched with ``search(q, k, filter=...)``.
+SearchFunction = Callable[..., list]
 
 
 class Job(Protocol):
@@ -28,10 +30,35 @@ class Job(Protocol):
     q: Any  # as the client sent it: a string or a list of strings
     queries: list[str]
     k: int
+    filter: Any  # None, or what the pipeline is given as filter=
+    filter_key: str | None  # equal for requests whose filters are the same (canonical JSON)
 
     @property
     def single(self) -> bool:
         """Whether ``q`` is one string (answered by a list of hits, not a list of lists)."""
+
+
+def filter_key(filter: Any) -> str | None:  # noqa: A002 - the pipelines' keyword
+    """A string equal for two filters only when they are the same filter (None for no filter).
+
+    JSON filters (what the server receives) are keyed by their canonical JSON,
+    which tells ``1``, ``1.0`` and ``true`` apart (Python's ``==`` does not).
+    Anything else is keyed by its identity: only requests holding the same
+    object share a call.
+
+    Examples
+    --------
+    >>> filter_key({"b": 1, "a": [1, 2]}) == filter_key({"a": [1, 2], "b": 1})
+    True
+    >>> filter_key({"a": 1}) == filter_key({"a": True}), filter_key(None)
+    (False, None)
+    """
+    if filter is None:
+        return None
+    try:
+        return "json:" + json.dumps(filter, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return f"object:{id(filter)}"
 
 
 @dataclass
@@ -43,17 +70,22 @@ class Outcome:
 
 
 def run_batch(search: SearchFunction, batch: Sequence[Job]) -> tuple[list[Outcome], int]:
-    """Search every request of ``batch``, one call per ``k``; returns outcomes (in order) and the number of calls.
+    """Search every request of ``batch``, one call per ``k`` and filter; returns outcomes (in order) and the
+    number of calls.
 
-    If a batched call fails, or answers with the wrong shape, each of its
-    requests runs alone, so that only the bad one fails.
+    Only requests with the same ``k`` and the same filter share a call: a
+    filter applies to every query of a call. If a batched call fails, or
+    answers with the wrong shape, each of its requests runs alone, so that
+    only the bad one fails; a filter the pipeline refuses
+    (:class:`~cherche_faiss.exceptions.InvalidFilterError`) fails the whole
+    group, whose requests all sent it.
     """
     outcomes: dict[int, Outcome] = {}
     calls = 0
-    groups: dict[int, list[Job]] = {}
+    groups: dict[tuple[int, str | None], list[Job]] = {}
     for request in batch:
-        groups.setdefault(request.k, []).append(request)
-    for k, group in groups.items():
+        groups.setdefault((request.k, request.filter_key), []).append(request)
+    for (k, _), group in groups.items():
         if len(group) == 1:
             outcomes[id(group[0])] = _run_alone(search, group[0])
             calls += 1
@@ -61,8 +93,12 @@ def run_batch(search: SearchFunction, batch: Sequence[Job]) -> tuple[list[Outcom
         queries = [query for request in group for query in request.queries]
         calls += 1
         try:
-            results = search(queries, k)
+            results = _call(search, queries, k, group[0].filter)
             _check_results(results, len(queries))
+        except InvalidFilterError as error:
+            for request in group:  # the same filter, whatever the queries: no request would pass alone
+                outcomes[id(request)] = Outcome(error=error)
+            continue
         except Exception as error:
             # Isolate the culprit: run each request alone, so only the bad one fails.
             logger.debug("a batch of %d requests failed (%r); running them one by one", len(group), error)
@@ -78,9 +114,14 @@ def run_batch(search: SearchFunction, batch: Sequence[Job]) -> tuple[list[Outcom
     return [outcomes[id(request)] for request in batch], calls
 
 
+def _call(search: SearchFunction, q: Any, k: int, filter: Any) -> Any:  # noqa: A002 - the pipelines' keyword
+    # Without a filter, the call a pipeline that knows nothing of filters takes.
+    return search(q, k) if filter is None else search(q, k, filter=filter)
+
+
 def _run_alone(search: SearchFunction, request: Job) -> Outcome:
     try:
-        return Outcome(hits=search(request.q, request.k))
+        return Outcome(hits=_call(search, request.q, request.k, request.filter))
     except Exception as error:
         return Outcome(error=error)
 

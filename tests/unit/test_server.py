@@ -211,7 +211,7 @@ def test_openapi_schema_and_docs(client):
         ({"q": "wine", "k": 2.5}, "k", "got the number 2.5"),
         ({"q": "wine", "k": True}, "k", "got the boolean true"),
         ({"q": "wine", "k": None}, "k", "got null"),
-        ({"q": "wine", "top_k": 3}, "top_k", "unknown field 'top_k': a search takes q and k only"),
+        ({"q": "wine", "top_k": 3}, "top_k", "unknown field 'top_k': a search takes q, k and filter only"),
     ],
 )
 def test_bad_requests_get_a_422_naming_the_problem(client, body, field, message):
