@@ -23,14 +23,14 @@ is dropped, and the query widened as if it had been missing), so no
 excluded key comes back whatever FAISS does (``bounded_queue=False``, which
 makes HNSW ignore selectors, is never set).
 
-The threshold was measured on this project's development machine (2 shared
-cores, one FAISS and one BLAS thread, faiss-cpu 1.15.1, 200k x 64 clustered
-vectors, k=10, median of 50 single queries; the table is in
-``docs/filtering.md``): for IVF1024,Flat (nprobe 16, raised), whose vectors the
-exact path reconstructs, exact search costs 1.7 ms at 2% allowed against the
-selector's 2.0 ms, and 5.1 ms at 5% against 1.4 ms, hence
-:data:`EXACT_FRACTION`; for HNSW32 (efSearch 64, raised), whose vectors are
-read in place, 1.6 ms at 5% against 2.3 ms, and 5.2 ms at 10% against 1.4 ms,
+The thresholds were measured on this project's development machine (2 shared
+cores, one FAISS and one BLAS thread, faiss-cpu 1.15.1, k=10, single queries;
+the tables are in ``docs/filtering.md``): at 1M x 384 (IVF4096,Flat), whose
+vectors the exact path reconstructs (about 1.5 us a vector), the selector
+(about 1.2-1.6 ms) wins above about a thousand allowed vectors, hence
+:data:`EXACT_MIN` and :data:`EXACT_FRACTION`; for HNSW32 (efSearch 64,
+raised, 200k x 64), whose vectors are read in place, exact search costs
+1.6 ms at 5% against the selector's 2.3 ms, and 5.2 ms at 10% against 1.4 ms,
 hence :data:`EXACT_FRACTION_IN_PLACE`.
 """
 
@@ -52,6 +52,8 @@ __all__ = [
     "EXACT_FRACTION",
     "EXACT_FRACTION_IN_PLACE",
     "EXACT_MIN",
+    "EXACT_MIN_IN_PLACE",
+    "IVF_RAISE_EXPONENT",
     "WIDEN_FACTOR",
     "WIDEN_TRIES",
     "exact_search",
@@ -61,12 +63,16 @@ __all__ = [
     "selectors_supported",
 ]
 
-#: At or below this fraction of the vectors allowed, the allowed vectors are searched exactly.
-EXACT_FRACTION = 0.02
-#: The same for indexes whose raw vectors are read in place (HNSW over flat storage): no reconstruction.
+#: At or below this fraction of the vectors allowed, the allowed vectors are searched exactly (indexes whose
+#: vectors are reconstructed: IVF, PQ, SQ).
+EXACT_FRACTION = 0.001
+#: At or below this many vectors allowed, they are searched exactly whatever the fraction (the same indexes).
+EXACT_MIN = 1024
+#: The same two for indexes whose raw vectors are read in place (HNSW over flat storage): no reconstruction.
 EXACT_FRACTION_IN_PLACE = 0.05
-#: At or below this many vectors allowed, they are searched exactly whatever the fraction.
-EXACT_MIN = 4096
+EXACT_MIN_IN_PLACE = 4096
+#: nprobe of a filtered IVF search: the unfiltered one times ``fraction ** -IVF_RAISE_EXPONENT`` (see raised_params).
+IVF_RAISE_EXPONENT = 0.35
 #: How much a widening multiplies ``nprobe`` / ``efSearch`` by.
 WIDEN_FACTOR = 4
 #: Widenings before the queries still short of ``k`` hits are searched exactly.
@@ -79,14 +85,12 @@ _BLOCK_ROWS = 65536
 
 def plan(index: FaissIndex, allowed: int) -> str:
     """``"exact"`` or ``"selector"``: how ``index`` is searched with ``allowed`` vectors allowed."""
-    held = max(len(index), 1)
-    if allowed <= EXACT_MIN or allowed <= EXACT_FRACTION * held:
-        return "exact"
     if not selectors_supported(index) or index._flat_storage() is not None:
         return "exact"
-    if allowed <= EXACT_FRACTION_IN_PLACE * held and _raw_storage(index) is not None:
-        return "exact"
-    return "selector"
+    fraction = allowed / max(len(index), 1)
+    if _raw_storage(index) is not None:  # read in place: the exact path costs a gather, no reconstruction
+        return "exact" if allowed <= EXACT_MIN_IN_PLACE or fraction <= EXACT_FRACTION_IN_PLACE else "selector"
+    return "exact" if allowed <= EXACT_MIN or fraction <= EXACT_FRACTION else "selector"
 
 
 def selectors_supported(index: FaissIndex) -> bool:
@@ -99,16 +103,23 @@ def raised_params(kind: str, params: dict[str, int], fraction: float, faiss_inde
     """``nprobe`` / ``efSearch`` for a search where ``fraction`` of the vectors are allowed.
 
     An IVF search with a selector scans ``nprobe`` lists but keeps only the
-    allowed vectors in them, so about ``nprobe * fraction`` lists' worth of
-    candidates: scanning ``nprobe / fraction`` lists keeps as many. HNSW's walk
-    keeps ``efSearch`` allowed results while it visits every node, so the same
-    rule keeps its result list as well filled.
+    allowed vectors in them. Scanning ``nprobe / fraction`` lists would keep
+    as many candidates as an unfiltered search, but recall needs far fewer:
+    the true neighbours sit in the nearest lists whatever the filter. At 1M x
+    384 (IVF4096, unfiltered nprobe 64, uniform filters; ``filter_threshold``
+    benchmark, 2026-12-07) recall@10 0.95 took nprobe 64 at 20-50% allowed,
+    128 at 2-10%, 256 at 1% and 512 at 0.2-0.5%: about
+    ``nprobe * fraction ** -0.35`` (:data:`IVF_RAISE_EXPONENT`), and widening
+    covers a query left short of ``k`` hits. HNSW's walk keeps ``efSearch``
+    allowed results while it visits every node, so ``efSearch / fraction``
+    keeps its result list as well filled.
     """
     fraction = min(max(fraction, 1e-9), 1.0)
     if kind == "ivf":
         nlist = ivf_lists(faiss_index)
         nprobe = params.get("nprobe", 1)
-        return {**params, "nprobe": max(1, min(nlist, math.ceil(nprobe / fraction)))}
+        raised = nprobe * fraction**-IVF_RAISE_EXPONENT
+        return {**params, "nprobe": max(1, min(nlist, math.ceil(raised)))}
     if kind == "hnsw":
         ef = params.get("efSearch", 16)
         return {**params, "efSearch": max(ef, min(MAX_EF_SEARCH, held, math.ceil(ef / fraction)))}
@@ -133,21 +144,21 @@ def filtered_search(
     False), ``params`` the search parameters of the call.
     """
     nq = len(matrix)
-    allowed = np.flatnonzero(mask)
+    count = int(np.count_nonzero(mask))  # the ids themselves are listed only where a path needs them
     scores = np.full((nq, k), -np.inf, dtype=np.float32)
     ids = np.full((nq, k), -1, dtype=np.int64)
-    if not len(allowed) or not nq:
+    if not count or not nq:
         return scores, ids
-    if plan(index, len(allowed)) == "exact":
-        found_scores, found_ids = exact_search(index, matrix, k, allowed)
+    if plan(index, count) == "exact":
+        found_scores, found_ids = exact_search(index, matrix, k, np.flatnonzero(mask))
         scores[:, : found_ids.shape[1]], ids[:, : found_ids.shape[1]] = found_scores, found_ids
         return scores, ids
     faiss_index = index._index
     kind = index_kind(faiss_index)
     held = len(index)
-    wanted = min(k, len(allowed))
-    selector = make_selector(mask, allowed)
-    current = raised_params(kind, params, len(allowed) / max(held, 1), faiss_index, held)
+    wanted = min(k, count)
+    selector = make_selector(mask, count)
+    current = raised_params(kind, params, count / max(held, 1), faiss_index, held)
     pending = np.arange(nq)
     for attempt in range(WIDEN_TRIES + 1):
         parameters = selector_parameters(kind, selector, current)
@@ -163,7 +174,7 @@ def filtered_search(
             if widened == current:
                 break
             current = widened
-    found_scores, found_ids = exact_search(index, matrix[pending], k, allowed)
+    found_scores, found_ids = exact_search(index, matrix[pending], k, np.flatnonzero(mask))
     scores[pending, : found_ids.shape[1]], ids[pending, : found_ids.shape[1]] = found_scores, found_ids
     return scores, ids
 

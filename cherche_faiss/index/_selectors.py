@@ -35,16 +35,24 @@ class Selector:
         self.kind, self.selector, self._keep = kind, selector, keep
 
 
-def make_selector(mask: np.ndarray, allowed: np.ndarray) -> Selector:
-    """The selector of ``mask`` (bool per FAISS id), whose allowed ids are ``allowed`` (sorted int64)."""
+def make_selector(mask: np.ndarray, count: int) -> Selector:
+    """The selector of ``mask`` (bool per FAISS id), of which ``count`` are True (at least one).
+
+    The allowed ids are listed (``np.flatnonzero``, a pass over the whole
+    mask that costs milliseconds at a million ids) only for the batch
+    selector, which needs them; the range and the bitmap are read off the mask.
+    """
     faiss = faiss_module()
-    if len(allowed) and int(allowed[-1]) - int(allowed[0]) + 1 == len(allowed):
-        return Selector("range", faiss.IDSelectorRange(int(allowed[0]), int(allowed[-1]) + 1))
-    if len(allowed) * BATCH_FRACTION <= len(mask):
-        ids = np.ascontiguousarray(allowed, dtype=np.int64)
+    first = int(np.argmax(mask))
+    last = len(mask) - 1 - int(np.argmax(mask[::-1]))
+    if last - first + 1 == count:
+        return Selector("range", faiss.IDSelectorRange(first, last + 1))
+    if count * BATCH_FRACTION <= len(mask):
+        ids = np.ascontiguousarray(np.flatnonzero(mask), dtype=np.int64)
         return Selector("batch", faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids)), ids)
     bits = np.packbits(mask, bitorder="little")  # FAISS reads bit (id & 7) of byte id >> 3
-    return Selector("bitmap", faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits)), bits)
+    # FAISS takes the bitmap's length in bytes (an id whose byte lies beyond it is not a member).
+    return Selector("bitmap", faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)), bits)
 
 
 def selector_parameters(kind: str, selector: Selector, params: dict[str, int]) -> Any:

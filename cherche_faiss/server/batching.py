@@ -14,19 +14,16 @@ products), so requests that arrive together are searched together:
   queries a list of lists).
 
 Every call runs in one dedicated worker thread, so the pipeline (whose
-components cache things lazily) is never called concurrently, and the event
-loop never waits on search work. While the worker is busy new requests pile
-up, so under load batches fill without waiting at all.
+components cache things lazily) is never called concurrently and the event
+loop never waits on search work; under load, batches fill without waiting.
+A request cancelled (its client gone) before its batch starts is dropped; if
+a batched call fails, each of its requests is run alone, so that one bad
+request cannot fail the others.
 
-A request whose future is cancelled (its client went away) before its batch
-starts is dropped; if a batched call fails, each of its requests is run alone
-so that one bad request cannot fail the others.
-
-The queue is bounded (``max_pending`` queries): when the worker cannot keep
-up, a request that would overflow it is refused at once with
+The queue is bounded (``max_pending`` queries): a request that would overflow
+it is refused at once with
 :class:`~cherche_faiss.exceptions.ServerOverloadedError`, which carries a
-retry hint, rather than left to wait behind an ever longer queue (memory and
-latency without bound, and answers nobody waits for any more).
+retry hint, rather than left to wait behind an ever longer queue.
 """
 
 from __future__ import annotations
@@ -285,12 +282,8 @@ class MicroBatcher:
         return request.future
 
     def retry_after(self) -> int:
-        """Seconds a refused client should wait: what is queued over the recent throughput.
-
-        ``ceil(pending queries / queries per second)``, the throughput measured
-        over the worker time of the latest batches (see :mod:`.counters`),
-        clamped to [1, 60]; 1 before any batch has finished.
-        """
+        """Seconds a refused client should wait: ``ceil(pending queries / queries per second)`` over the
+        latest batches' worker time (see :mod:`.counters`), clamped to [1, 60]; 1 before any batch has finished."""
         return retry_after_seconds(self._pending_queries, self._stats.queries_per_s())
 
     def _overloaded(self, size: int) -> ServerOverloadedError:
