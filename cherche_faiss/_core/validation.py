@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - NumPy 1
 
 __all__ = [
     "check_k",
+    "per_query_lists",
     "check_positive_int",
     "check_key",
     "check_on",
@@ -107,6 +108,18 @@ def as_queries(q: Any) -> tuple[list[str], bool]:
                 "Every query in the list must be a string."
             )
     return list(q), False
+
+
+def per_query_lists(documents: Any, n_queries: int, single: bool, noun: str, plural: str, item: str) -> list:
+    """``documents`` as one list per query (a single query's list wrapped), or InvalidInputError.
+
+    ``noun`` / ``plural`` name a query in the message ("query" / "queries",
+    "question" / "questions") and ``item`` what each list holds.
+    """
+    lists = [documents] if single else documents
+    if not isinstance(lists, list) or len(lists) != n_queries or not all(isinstance(one, list) for one in lists):
+        raise InvalidInputError(f"got {n_queries} {plural}: pass documents as one list of {item} per {noun}.")
+    return lists
 
 
 def as_documents(documents: Any, key: str, on: Sequence[str] | None = None, start: int = 0) -> list[Mapping]:

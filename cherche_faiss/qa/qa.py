@@ -8,7 +8,15 @@ from typing import Any
 from .._core.component import Component
 from .._core.keywords import check_keywords
 from .._core.tags import READER, Tags
-from .._core.validation import as_queries, check_k, check_on, check_positive_int, document_texts, has_text
+from .._core.validation import (
+    as_queries,
+    check_k,
+    check_on,
+    check_positive_int,
+    document_texts,
+    has_text,
+    per_query_lists,
+)
 from ..compose.operators import ComposeMixin
 from ..exceptions import InvalidInputError, InvalidTypeError
 
@@ -135,13 +143,7 @@ class QA(ComposeMixin, Component):
         if kwargs:
             check_keywords(self, kwargs, ("q", "documents", "batch_size", "k"))
         queries, single = as_queries(q)
-        candidates = [documents] if single else documents
-        if (
-            not isinstance(candidates, list)
-            or len(candidates) != len(queries)
-            or not all(isinstance(c, list) for c in candidates)
-        ):
-            raise InvalidInputError(f"got {len(queries)} questions: pass documents as one list of dicts per question.")
+        candidates = per_query_lists(documents, len(queries), single, "question", "questions", "dicts")
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
         pairs = [

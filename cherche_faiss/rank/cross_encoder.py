@@ -10,7 +10,16 @@ import numpy as np
 from .._core.component import Component
 from .._core.keywords import check_keywords
 from .._core.tags import RANKER, Tags
-from .._core.validation import as_documents, as_queries, check_k, check_on, check_positive_int, document_texts, has_text
+from .._core.validation import (
+    as_documents,
+    as_queries,
+    check_k,
+    check_on,
+    check_positive_int,
+    document_texts,
+    has_text,
+    per_query_lists,
+)
 from ..compose.operators import ComposeMixin
 from ..encoders.factories import as_scorer
 from ..exceptions import (
@@ -152,15 +161,7 @@ class CrossEncoder(Filterable, ComposeMixin, Component):
         if kwargs:
             check_keywords(self, kwargs, ("q", "documents", "k", "batch_size"))
         queries, single = as_queries(q)
-        candidates = [documents] if single else documents
-        if (
-            not isinstance(candidates, list)
-            or len(candidates) != len(queries)
-            or not all(isinstance(c, list) for c in candidates)
-        ):
-            raise InvalidInputError(
-                f"got {len(queries)} queries: pass documents as one list of candidate dicts per query."
-            )
+        candidates = per_query_lists(documents, len(queries), single, "query", "queries", "candidate dicts")
         k = check_k(k) or self.k
         batch_size = check_positive_int(batch_size, "batch_size") or self.batch_size
         if kwargs.get("filter") is not None:
