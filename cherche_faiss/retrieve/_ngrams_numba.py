@@ -24,6 +24,25 @@ def _slot(key, shift):  # pragma: no cover - compiled
     return (key * _MULTIPLIER) >> shift
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _column_of(codes, first, size, width, keys, values, shift, mask):  # pragma: no cover - compiled
+    """The column of the n-gram ``codes[first:first + size]`` (its codes packed ``width`` bits each) in the
+    table ``keys`` / ``values``; -1 when one of its codes is 0 (outside the alphabet) or it is not there."""
+    key = np.uint64(0)
+    for j in range(first, first + size):
+        code = codes[j]
+        if code == 0:
+            return -1
+        key = (key << width) | code
+    one = np.uint64(1)
+    slot = _slot(key, shift)
+    while keys[slot] != 0:
+        if keys[slot] == key:
+            return values[slot]
+        slot = (slot + one) & mask
+    return -1
+
+
 @numba.njit(nogil=True, cache=True)
 def build_table(packed, columns, log_size):  # pragma: no cover - compiled
     """Hash table of ``2**log_size`` slots: ``keys`` (0: empty; no packed n-gram is 0) and ``values`` (columns)."""
@@ -57,7 +76,6 @@ def word_columns(
     n_words = word_ptr.shape[0] - 1
     mask = np.uint64((1 << log_size) - 1)
     shift = np.uint64(64 - log_size)
-    one = np.uint64(1)
     width = np.uint64(bits)
     longest = 0
     total = 0
@@ -84,22 +102,10 @@ def word_columns(
         for n in range(min_n, max_n + 1):
             size = length if length <= n else n
             for first in range(length - size + 1):
-                key = np.uint64(0)
-                for j in range(first, first + size):
-                    code = padded[j]
-                    if code == 0:
-                        key = np.uint64(0)
-                        break
-                    key = (key << width) | code
-                if key == 0:
-                    continue
-                slot = _slot(key, shift)
-                while keys[slot] != 0:
-                    if keys[slot] == key:
-                        columns[found] = values[slot]
-                        found += 1
-                        break
-                    slot = (slot + one) & mask
+                column = _column_of(padded, first, size, width, keys, values, shift, mask)
+                if column >= 0:
+                    columns[found] = column
+                    found += 1
             if length <= n:
                 break
         ptr[w + 1] = found

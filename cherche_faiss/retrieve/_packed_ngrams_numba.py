@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._ngrams_numba import _slot, build_table
+from ._ngrams_numba import _column_of, build_table
 
 __all__ = ["lookup_table", "text_columns"]
 
@@ -55,29 +55,16 @@ def text_columns(codes, text_ptr, slots, slot_columns, log_size, bits, min_n, ma
     width = np.uint64(bits)
     mask = np.uint64((1 << log_size) - 1)
     shift = np.uint64(64 - log_size)
-    one = np.uint64(1)
     out = 0
     for t in range(n_texts):
         start, stop = text_ptr[t], text_ptr[t + 1]
         m = 0
         for n in range(min_n, max_n + 1):
             for first in range(start, stop - n + 1):
-                key = np.uint64(0)
-                for j in range(first, first + n):
-                    code = codes[j]
-                    if code == 0:
-                        key = np.uint64(0)
-                        break
-                    key = (key << width) | code
-                if key == 0:
-                    continue
-                slot = _slot(key, shift)
-                while slots[slot] != 0:
-                    if slots[slot] == key:
-                        found[m] = slot_columns[slot]
-                        m += 1
-                        break
-                    slot = (slot + one) & mask
+                column = _column_of(codes, first, n, width, slots, slot_columns, shift, mask)
+                if column >= 0:
+                    found[m] = column
+                    m += 1
         if m:
             ordered = np.sort(found[:m])
             columns[out] = ordered[0]
