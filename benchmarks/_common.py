@@ -296,3 +296,19 @@ def run_alone(doc: str, run: Callable, markdown: Callable, plot: Callable, argv:
             print(f"plot: {path}")
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def paired_single_queries(sides: Mapping[str, Callable], queries: np.ndarray, *args: Any) -> dict[str, list[float]]:
+    """Seconds of each side on each query, one query a call, back to back, the order rotating from query to
+    query (so that cache warmth and noise fall on every side alike); ``side(queries[i : i + 1], *args)``,
+    after one warm-up call each."""
+    names = list(sides)
+    for name in names:
+        sides[name](queries[:1], *args)  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(len(queries)):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            started = time.perf_counter()
+            sides[name](queries[i : i + 1], *args)
+            samples[name].append(time.perf_counter() - started)
+    return samples

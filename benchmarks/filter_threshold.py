@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Config, format_ms, record, run_alone  # noqa: E402
+from _common import Config, format_ms, paired_single_queries, record, run_alone  # noqa: E402
 from _filtered_data import (  # noqa: E402
     THRESHOLD_SELECTIVITIES,
     K,
@@ -137,21 +137,6 @@ def _per_query(run: Any, queries: np.ndarray, t: int) -> list[float]:
     return samples
 
 
-def _paired(sides: dict[str, Any], queries: np.ndarray, t: int) -> dict[str, list[float]]:
-    """Every side on every query, back to back, the order rotating from query to query."""
-    names = list(sides)
-    for name in names:
-        sides[name](queries[:1], t)  # warm-up
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(len(queries)):
-        order = names[i % len(names) :] + names[: i % len(names)]
-        for name in order:
-            started = time.perf_counter()
-            sides[name](queries[i : i + 1], t)
-            samples[name].append(time.perf_counter() - started)
-    return samples
-
-
 def study(factory: str, index: Any, documents, column, queries, truth, build_s: float, n: int) -> list[dict]:
     """Records of one index: every selectivity, exact paths against the selector path."""
     import faiss
@@ -189,7 +174,7 @@ def study(factory: str, index: Any, documents, column, queries, truth, build_s: 
                 break
             value = min(2 * value, last_value)
         sides = {"exact": exact[best_exact], "selector": selector_search(index, column, K, value)}
-        samples = _paired(sides, queries, t)
+        samples = paired_single_queries(sides, queries, t)
         p50 = {name: float(np.median(values)) for name, values in samples.items()}
         records.append(
             record(

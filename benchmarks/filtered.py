@@ -47,7 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Config, format_ms, record, run_alone  # noqa: E402
+from _common import Config, format_ms, paired_single_queries, record, run_alone  # noqa: E402
 from _filtered_data import (  # noqa: E402
     SELECTIVITIES,
     K,
@@ -138,20 +138,6 @@ def _ours(retriever: Any, filtered: bool):
         return found
 
     return search
-
-
-def _paired(sides: dict[str, Any], queries: np.ndarray, t: int) -> dict[str, list[float]]:
-    """Each side on each query, back to back, the order rotating from query to query."""
-    names = list(sides)
-    for name in names:
-        sides[name](queries[:1], t)  # warm-up
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(len(queries)):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            started = time.perf_counter()
-            sides[name](queries[i : i + 1], t)
-            samples[name].append(time.perf_counter() - started)
-    return samples
 
 
 def _one_by_one(search: Any, queries: np.ndarray, t: int) -> np.ndarray:
@@ -249,11 +235,11 @@ def _measure(factory, retriever, build_s, origin, documents, column, queries, so
             if tried[fetch] >= target - 1e-9:
                 matching = fetch
                 break
-        samples = _paired(sides, queries, t)
+        samples = paired_single_queries(sides, queries, t)
         p50 = {name: float(np.median(values)) for name, values in samples.items()}
         if matching is not None and f"post{matching}" not in p50:
             search = _post_filter(raw, parameters, column, matching)
-            more = _paired({"ours": ours, "match": search}, queries[:MORE_QUERIES], t)
+            more = paired_single_queries({"ours": ours, "match": search}, queries[:MORE_QUERIES], t)
             p50[f"post{matching}"] = float(np.median(more["match"]))
             p50["ours_vs_match"] = float(np.median(more["ours"]))
         row = {
